@@ -1,0 +1,278 @@
+"""Shared maths for every algorithm plugin: the rollout record, the loss config and the PPO-clip loss.
+
+Everything here is a pure function of tensors (no model, no optimizer), so each plugin in
+``algorithms/`` is only an advantage function plus a config. The loss is verl's
+``compute_policy_loss_vanilla`` (PPO clip with dual clip, Ye et al. 2020 arXiv 1912.09729), with
+verl's ``agg_loss`` aggregation, ``kl_penalty`` estimators (Schulman's k1/k2/k3) and entropy bonus;
+see /work/shared/notes/PEERS.md §1 for the reference formulas.
+
+Deviations from verl (all deliberate):
+- ``aggregate_loss`` takes the whole mini-batch's token / sequence counts, so micro-batch losses sum
+  exactly to the mini-batch loss (the newer verl engine path does the same via ``global_batch_info``).
+- seq-mean-token-mean divides by ``max(len_i, 1)`` instead of ``len_i + 1e-8`` (exact for len_i >= 1).
+
+Try it: ``python -c "from algorithms import kl_estimate; import torch; print(kl_estimate(torch.tensor(-1.), torch.tensor(-1.5), 'k3'))"``
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from functools import partial
+from typing import Callable
+
+import torch
+
+from harness.errors import HarnessError
+from harness.registry import Registry
+
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+KL_ALIASES = {"k1": "k1", "kl": "k1", "k2": "k2", "mse": "k2", "k3": "k3", "low_var_kl": "k3"}
+
+
+# ----------------------------------------------------------------------------- records and configs
+@dataclass
+class Rollout:
+    """One RL step's batch: B = prompts * n rows, right-padded to T response tokens."""
+
+    response_ids: torch.Tensor  # [B, T] long
+    response_mask: torch.Tensor  # [B, T] float, 1 on valid response tokens (EOS included), 0 on padding
+    group_ids: torch.Tensor  # [B] long, rows of the same prompt share an id
+    rewards: torch.Tensor  # [B] float, outcome reward (1/0 from the grader)
+    old_logp: torch.Tensor  # [B, T] float, log pi_old of each response token (no grad)
+    ref_logp: torch.Tensor | None  # [B, T] float, log pi_ref (no grad), None if not computed
+    newline_mask: torch.Tensor | None = None  # [B, T] bool, token text contains "\n" (PRL newline split)
+
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """Rows ``idx`` of every field (for mini/micro-batches); None fields stay None."""
+        return replace(self, **{f.name: _rows(getattr(self, f.name), idx) for f in fields(self)})
+
+
+def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[idx]
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise a one-line :class:`HarnessError` with ``message`` unless ``ok``."""
+    if not ok:
+        raise HarnessError(message)
+
+
+def check_choice(field: str, value: object, allowed) -> None:
+    """``algo.<field>`` must be one of ``allowed``."""
+    check(value in allowed, f"algo.{field} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+@dataclass
+class LossConfig:
+    """Loss hyper-parameters shared by every algorithm (defaults = verl's actor defaults)."""
+
+    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum (verl loss_agg_mode)
+    clip_eps_low: float = 0.2  # PPO clip: ratio >= 1 - clip_eps_low (verl clip_ratio_low)
+    clip_eps_high: float = 0.2  # PPO clip: ratio <= 1 + clip_eps_high (verl clip_ratio_high; DAPO uses 0.28)
+    dual_clip: float = 3.0  # dual-clip bound c for A < 0 (verl clip_ratio_c); 0 disables, else must be > 1
+    kl_coef: float = 0.0  # KL-to-reference loss coefficient; 0 = off (PRL/GRPO scripts; verl use_kl_loss=False)
+    kl_estimator: str = "k3"  # k1 | k2 | k3 (verl aliases kl | mse | low_var_kl accepted)
+    entropy_coef: float = 0.0  # entropy bonus coefficient (loss -= coef * entropy); verl default 0
+
+    def __post_init__(self) -> None:
+        check_choice("loss_agg", self.loss_agg, LOSS_AGG_MODES)
+        check(self.clip_eps_low > 0, f"algo.clip_eps_low must be > 0 (got {self.clip_eps_low})")
+        check(self.clip_eps_high > 0, f"algo.clip_eps_high must be > 0 (got {self.clip_eps_high})")
+        check(self.dual_clip == 0 or self.dual_clip > 1,
+              f"algo.dual_clip must be 0 (off) or > 1 (got {self.dual_clip})")
+        check(self.kl_coef >= 0, f"algo.kl_coef must be >= 0 (got {self.kl_coef})")
+        check_choice("kl_estimator", self.kl_estimator, tuple(KL_ALIASES))
+        check(math.isfinite(self.entropy_coef), f"algo.entropy_coef must be finite (got {self.entropy_coef})")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registered algorithm: its config class and its two pure functions."""
+
+    name: str
+    config_cls: type  # subclass of LossConfig
+    compute_advantages: Callable  # (rollout, cfg) -> [B, T], 0 outside response_mask, no grad
+    compute_loss: Callable  # (logp, entropy, rollout, adv, cfg, *, num_tokens, num_seqs) -> (loss, stats)
+    needs_ref: bool  # whether the advantage itself needs rollout.ref_logp (kl_coef > 0 needs it too)
+    summary: str  # one line for `harness ls`
+
+
+ALGORITHMS: Registry[Algorithm] = Registry("algorithm")
+
+
+# ----------------------------------------------------------------------------- advantage helpers
+def group_stats(scores: torch.Tensor, group_ids: torch.Tensor):
+    """Per-row mean, unbiased std and size of the row's group.
+
+    Args:
+        scores: ``[B]`` float.
+        group_ids: ``[B]`` long; rows with the same id form a group.
+
+    Returns:
+        ``(mean [B], std [B], size [B])``; ``std`` is the N-1 (``torch.std``) estimate, 0 for size 1.
+    """
+    _, inv = torch.unique(group_ids, return_inverse=True)  # [B] group index 0..G-1
+    G = int(inv.max()) + 1 if inv.numel() else 0
+    zeros = scores.new_zeros(G)
+    size = zeros.index_add(0, inv, torch.ones_like(scores))  # [G]
+    mean = zeros.index_add(0, inv, scores) / size  # [G]
+    dev2 = zeros.index_add(0, inv, (scores - mean[inv]) ** 2)  # [G]
+    std = (dev2 / (size - 1).clamp(min=1)).sqrt()  # [G]
+    return mean[inv], std[inv], size[inv]
+
+
+@torch.no_grad()
+def group_normalized_scores(rewards: torch.Tensor, group_ids: torch.Tensor, *, scale_by_std: bool = True,
+                            eps: float = 1e-6) -> torch.Tensor:
+    """GRPO outcome score per response (verl ``compute_grpo_outcome_advantage`` before broadcasting).
+
+    Args:
+        rewards: ``[B]`` outcome rewards. group_ids: ``[B]`` prompt ids.
+        scale_by_std: divide by ``std + eps``. eps: std offset.
+
+    Returns:
+        ``[B]`` float64 scores; a singleton group uses mean 0 and std 1.
+    """
+    r = rewards.detach().double()  # [B]
+    mean, std, size = group_stats(r, group_ids)  # [B] each
+    single = size == 1
+    mean = torch.where(single, torch.zeros_like(mean), mean)
+    std = torch.where(single, torch.ones_like(std), std)
+    return (r - mean) / (std + eps) if scale_by_std else r - mean
+
+
+def broadcast(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Outcome scores ``[B]`` broadcast to every valid token: ``[B, T]``, 0 on padding."""
+    return scores.to(mask.dtype if mask.is_floating_point() else torch.float32)[:, None] * mask
+
+
+def adv_dtype(rollout: Rollout) -> torch.dtype:
+    """Advantages are float32, or float64 when the rollout's log-probs are float64."""
+    return torch.promote_types(rollout.old_logp.dtype, torch.float32)
+
+
+def suffix_sum(x: torch.Tensor) -> torch.Tensor:
+    """Inclusive suffix sum along the last dim: ``out[..., t] = sum_{k >= t} x[..., k]``."""
+    return x.flip(-1).cumsum(-1).flip(-1)
+
+
+# ----------------------------------------------------------------------------- loss pieces
+def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str) -> torch.Tensor:
+    """Elementwise KL(pi || pi_ref) estimate from sampled-token log-probs (verl ``kl_penalty``).
+
+    Args:
+        logp: ``[...]`` log pi(a_t). logp_ref: same shape, log pi_ref(a_t).
+        kind: ``k1``/``kl`` (logp - ref), ``k2``/``mse`` (0.5 (logp - ref)^2), ``k3``/``low_var_kl``
+            (x = clamp(ref - logp, -20, 20); clamp(e^x - x - 1, -10, 10)).
+    """
+    check_choice("kl_estimator", kind, tuple(KL_ALIASES))
+    kind = KL_ALIASES[kind]
+    if kind == "k1":
+        return logp - logp_ref
+    if kind == "k2":
+        return 0.5 * (logp - logp_ref) ** 2
+    x = (logp_ref - logp).clamp(-20, 20)
+    return (x.exp() - x - 1).clamp(-10, 10)
+
+
+def aggregate_loss(loss: torch.Tensor, mask: torch.Tensor, mode: str, *,
+                   num_tokens: float | None = None, num_seqs: float | None = None) -> torch.Tensor:
+    """Reduce a per-token loss ``[B, T]`` to a scalar (verl ``agg_loss``).
+
+    Args:
+        loss: ``[B, T]`` per-token loss. mask: ``[B, T]`` 1 on valid tokens.
+        mode: ``token-mean`` = sum(m L) / num_tokens; ``seq-mean-token-mean`` = sum_i (sum_t m L / len_i)
+            / num_seqs; ``seq-mean-token-sum`` = sum_i sum_t m L / num_seqs.
+        num_tokens: valid tokens of the whole mini-batch (None: this batch's ``mask.sum()``).
+        num_seqs: non-empty sequences of the whole mini-batch (None: this batch's count).
+            Passing the mini-batch counts makes the micro-batch losses sum to the mini-batch loss.
+    """
+    check_choice("loss_agg", mode, LOSS_AGG_MODES)
+    mask = mask.to(loss.dtype)
+    if mode == "token-mean":
+        denom = mask.sum() if num_tokens is None else num_tokens
+        return (loss * mask).sum() / max(float(denom), 1.0)
+    lengths = mask.sum(-1)  # [B]
+    per_seq = (loss * mask).sum(-1)  # [B]
+    if mode == "seq-mean-token-mean":
+        per_seq = per_seq / lengths.clamp(min=1)
+    denom = (lengths > 0).sum() if num_seqs is None else num_seqs
+    return per_seq.sum() / max(float(denom), 1.0)
+
+
+def ppo_clip_token_loss(logp, old_logp, adv, cfg: LossConfig):
+    """Per-token PPO-clip surrogate with dual clip (verl ``compute_policy_loss_vanilla``).
+
+    Args:
+        logp: ``[B, T]`` with grad. old_logp, adv: ``[B, T]`` constants. cfg: clip settings.
+
+    Returns:
+        ``(loss [B, T], clipped [B, T] bool, ratio [B, T])``.
+    """
+    ratio = torch.exp((logp - old_logp).clamp(-20, 20))  # [B, T]
+    loss1 = -adv * ratio
+    loss2 = -adv * ratio.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)
+    loss = torch.maximum(loss1, loss2)  # pessimistic bound
+    if cfg.dual_clip > 0:  # for A < 0 cap the loss at -c A so a huge ratio cannot blow it up
+        loss = torch.where(adv < 0, torch.minimum(loss, -adv * cfg.dual_clip), loss)
+    return loss, loss2 > loss1, ratio
+
+
+def nll_token_loss(logp, old_logp, adv, cfg: LossConfig):
+    """Per-token ``-A * logp`` (RAFT's plain weighted NLL: no ratio, no clip); same outputs as PPO-clip.
+
+    As in Minimal-RL's ``policy_loss=vanilla``, the clip fraction and ratio are still computed, as
+    metrics only.
+    """
+    _, clipped, ratio = ppo_clip_token_loss(logp.detach(), old_logp, adv, cfg)
+    return -adv * logp, clipped, ratio
+
+
+def compute_loss(logp: torch.Tensor, entropy: torch.Tensor | None, rollout: Rollout, adv: torch.Tensor,
+                 cfg: LossConfig, *, num_tokens: float | None = None, num_seqs: float | None = None,
+                 token_loss: Callable = ppo_clip_token_loss):
+    """Policy loss + ``kl_coef`` * KL-to-ref loss - ``entropy_coef`` * entropy, aggregated by ``cfg.loss_agg``.
+
+    Args:
+        logp: ``[B, T]`` log pi_theta of the response tokens, with grad (computed in >= float32).
+        entropy: ``[B, T]`` policy entropy per position (may be None when ``entropy_coef == 0``).
+        rollout: the (micro-)batch; uses ``old_logp``, ``ref_logp``, ``response_mask``.
+        adv: ``[B, T]`` advantages (constants).
+        cfg: the algorithm's config (a :class:`LossConfig`).
+        num_tokens, num_seqs: whole mini-batch counts for gradient accumulation (see ``aggregate_loss``).
+        token_loss: per-token surrogate, :func:`ppo_clip_token_loss` (default) or :func:`nll_token_loss`.
+
+    Returns:
+        ``(loss, stats)``: scalar loss, and python floats ``pg_loss``, ``kl_loss``, ``entropy``,
+        ``clip_frac``, ``ratio_mean``. Each stat is this batch's share of the mini-batch value
+        (``entropy``, ``clip_frac``, ``ratio_mean`` are token means over ``num_tokens``), so summing the
+        stats of the micro-batches of one mini-batch gives the mini-batch value.
+    """
+    logp = logp.to(torch.promote_types(logp.dtype, torch.float32))  # bf16 log-ratios lose small differences
+    mask = rollout.response_mask.to(logp.dtype)  # [B, T]
+    adv = adv.detach().to(logp.dtype)
+    agg = partial(aggregate_loss, mask=mask, mode=cfg.loss_agg, num_tokens=num_tokens, num_seqs=num_seqs)
+    tok_mean = partial(aggregate_loss, mask=mask, mode="token-mean", num_tokens=num_tokens)
+
+    per_token, clipped, ratio = token_loss(logp, rollout.old_logp.to(logp.dtype), adv, cfg)
+    pg_loss = agg(per_token)
+    loss = pg_loss
+    kl_loss = logp.new_zeros(())
+    if rollout.ref_logp is not None:  # always logged when available, added only when kl_coef > 0
+        lp = logp if cfg.kl_coef > 0 else logp.detach()
+        kl_loss = agg(kl_estimate(lp, rollout.ref_logp.to(logp.dtype), cfg.kl_estimator))
+    elif cfg.kl_coef > 0:
+        raise ValueError("kl_coef > 0 needs rollout.ref_logp")
+    if cfg.kl_coef > 0:
+        loss = loss + cfg.kl_coef * kl_loss
+    ent = logp.new_zeros(())
+    if entropy is not None:
+        ent = tok_mean(entropy.detach())
+        if cfg.entropy_coef != 0:
+            loss = loss - cfg.entropy_coef * agg(entropy)
+    elif cfg.entropy_coef != 0:
+        raise ValueError("entropy_coef != 0 needs the entropy tensor")
+    values = torch.stack([pg_loss.detach(), kl_loss.detach(), ent, tok_mean(clipped.to(logp.dtype)),
+                          tok_mean(ratio.detach())]).tolist()  # one device sync
+    return loss, dict(zip(("pg_loss", "kl_loss", "entropy", "clip_frac", "ratio_mean"), values))

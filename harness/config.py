@@ -1,0 +1,243 @@
+"""Run configuration: typed dataclasses, YAML presets and ``key=value`` overrides.
+
+Precedence (lowest first): the defaults below -> a YAML file (``--config FILE``) -> the CLI's named
+flags (``--steps``, ``--seed`` ...) -> generic overrides ``--section.key VALUE`` /
+``section.key=VALUE``. Merging and type checking use OmegaConf structured configs, so an unknown
+key or a value of the wrong type is rejected with the key's full name; range checks live in each
+dataclass's ``__post_init__``. The ``algo`` section is the chosen plugin's own config dataclass
+(``algorithms/<name>.py``) plus its ``name``.
+
+Each field is documented once, beside its definition; ``python -m harness run --help-config``
+prints them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from harness.errors import HarnessError
+
+
+def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise HarnessError(f"{key} must be {allowed} (got {value!r})")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"                  # 'tiny' (built-in), a local directory, or a hub id
+    dtype: str = "auto"                 # auto | float32 | bfloat16 | float16
+    trust_remote_code: bool = False     # only for models whose code you trust
+    attn_implementation: str = "sdpa"   # sdpa | eager | flash_attention_2
+
+
+@dataclass
+class DataConfig:
+    bench: str = "arith"                # evaluation benchmarks: a name, a comma list, or 'all'
+    data_dir: Optional[str] = None      # folder with <bench>/test.jsonl (else $HARNESS_DATA_DIR, else the hub)
+    train_data: Optional[str] = None    # RL prompts: None = the arith stream; or a hub id / .jsonl / .parquet
+    train_split: str = "train"          # split of a hub training set
+    problem_field: str = "problem"      # field of the problem text in train_data
+    answer_field: str = "answer"        # field of the gold answer in train_data
+    arith_min_ops: int = 2              # arith training problems: fewest operations
+    arith_max_ops: int = 2              # arith training problems: most operations
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"                  # hf (transformers generate) | vllm
+    prompts_per_step: int = 16          # prompts per RL step (per process)
+    n: int = 8                          # responses per prompt (group size)
+    temperature: float = 1.0            # sampling temperature (> 0)
+    top_p: float = 1.0                  # nucleus sampling
+    max_new_tokens: int = 48            # response length limit
+    batch_size: int = 256               # rows per generate() call (hf)
+    static_cache: bool = False          # hf on CUDA: static KV cache (much faster decoding)
+    gpu_memory_utilization: float = 0.2 # vllm: share of device memory (of RAM on CPU) for its KV cache
+
+    def __post_init__(self) -> None:
+        _check(self.prompts_per_step >= 1, "rollout.prompts_per_step", ">= 1", self.prompts_per_step)
+        _check(self.n >= 1, "rollout.n", ">= 1", self.n)
+        _check(self.temperature > 0, "rollout.temperature", "> 0", self.temperature)
+        _check(0 < self.top_p <= 1, "rollout.top_p", "in (0, 1]", self.top_p)
+        _check(self.max_new_tokens >= 1, "rollout.max_new_tokens", ">= 1", self.max_new_tokens)
+        _check(self.batch_size >= 1, "rollout.batch_size", ">= 1", self.batch_size)
+        _check(0 < self.gpu_memory_utilization < 1, "rollout.gpu_memory_utilization", "in (0, 1)",
+               self.gpu_memory_utilization)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100                    # RL steps (rollout + update)
+    lr: float = 2e-4                    # AdamW learning rate (the paper uses 1e-6 for 1.5B-7B models)
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 0               # linear warm-up, then constant
+    grad_clip: float = 1.0              # max gradient norm (0 disables)
+    epochs: int = 1                     # passes over each rollout batch (PPO epochs)
+    mini_batches: int = 1               # optimizer steps per epoch
+    micro_batch_size: int = 64          # rows per forward/backward (gradient accumulation)
+    save_every: int = 0                 # resumable checkpoint every N steps (0: only at the end)
+    max_bad_steps: int = 5              # stop after this many consecutive non-finite loss/gradient steps
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "train.steps", ">= 1", self.steps)
+        _check(self.lr > 0, "train.lr", "> 0", self.lr)
+        _check(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
+        _check(self.warmup_steps >= 0, "train.warmup_steps", ">= 0", self.warmup_steps)
+        _check(self.grad_clip >= 0, "train.grad_clip", ">= 0", self.grad_clip)
+        _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs)
+        _check(self.mini_batches >= 1, "train.mini_batches", ">= 1", self.mini_batches)
+        _check(self.micro_batch_size >= 1, "train.micro_batch_size", ">= 1", self.micro_batch_size)
+        _check(self.save_every >= 0, "train.save_every", ">= 0", self.save_every)
+        _check(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class EvalConfig:
+    n: int = 8                          # samples per problem (the paper: 8)
+    temperature: float = 1.0            # the paper: 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 0             # 0: same as rollout.max_new_tokens
+    limit: int = 0                      # evaluate the first N problems of each benchmark (0: all)
+    batch_size: int = 64                # prompts per generation chunk
+    before: bool = True                 # evaluate the base model before training (table's base row)
+    after: bool = True                  # evaluate the trained model
+
+    def __post_init__(self) -> None:
+        _check(self.n >= 1, "eval.n", ">= 1", self.n)
+        _check(self.temperature >= 0, "eval.temperature", ">= 0 (0 = greedy)", self.temperature)
+        _check(0 < self.top_p <= 1, "eval.top_p", "in (0, 1]", self.top_p)
+        _check(self.max_new_tokens >= 0, "eval.max_new_tokens", ">= 0", self.max_new_tokens)
+        _check(self.limit >= 0, "eval.limit", ">= 0", self.limit)
+        _check(self.batch_size >= 1, "eval.batch_size", ">= 1", self.batch_size)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"           # Lightning accelerator: auto | cpu | gpu
+    devices: int = 1                    # processes per node
+    num_nodes: int = 1
+    strategy: str = "auto"              # auto | ddp | fsdp | any Lightning strategy name
+    precision: str = "32-true"          # 32-true | bf16-mixed | bf16-true
+
+    def __post_init__(self) -> None:
+        _check(self.devices >= 1, "trainer.devices", ">= 1", self.devices)
+        _check(self.num_nodes >= 1, "trainer.num_nodes", ">= 1", self.num_nodes)
+
+
+@dataclass
+class LogConfig:
+    wandb: bool = False                 # log to Weights & Biases (offline when no API key)
+    wandb_project: Optional[str] = None # setting a project also enables wandb
+    wandb_group: Optional[str] = None   # sweeps group their runs
+    progress: bool = True               # progress bars
+
+
+@dataclass
+class RunConfig:
+    name: Optional[str] = None          # run directory name (default: <algo>-<bench>-s<seed>)
+    seed: int = 0
+    results_dir: str = "results"
+    algo: Any = None                    # the algorithm plugin's config, plus its 'name'
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.algo.name}-{self.data.bench.replace(',', '+')}-s{self.seed}"
+
+
+def _algo_section(name: str) -> type:
+    from algorithms import get_algorithm
+
+    cls = get_algorithm(name).config_cls
+    return dataclasses.make_dataclass(f"{cls.__name__}Section", [("name", str, field(default=name))],
+                                      bases=(cls,))
+
+
+def load_yaml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"config file {path!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise HarnessError(f"config file {path!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HarnessError(f"config file {path!r} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def build_config(yaml_data: dict | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Merge defaults, a YAML mapping and dotted ``key=value`` overrides into a validated RunConfig."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    yaml_data = dict(yaml_data or {})
+    for item in overrides:
+        if "=" not in item:
+            raise HarnessError(f"override {item!r} must look like section.key=value")
+    try:
+        dot = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise HarnessError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
+    algo_yaml = yaml_data.get("algo") or {}
+    if isinstance(algo_yaml, str):
+        yaml_data["algo"] = algo_yaml = {"name": algo_yaml}
+    name = OmegaConf.select(dot, "algo.name") or (algo_yaml.get("name") if isinstance(algo_yaml, dict) else None)
+    if not name:
+        raise HarnessError("no algorithm given: pass --algo NAME (see `python -m harness ls`)")
+    schema = OmegaConf.structured(RunConfig)
+    schema.algo = OmegaConf.structured(_algo_section(str(name)))
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.create(yaml_data), dot)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        msg = str(err).splitlines()[0]
+        if "not in" in msg or type(err).__name__ == "ConfigKeyError":
+            raise HarnessError(f"unknown config key {key or msg!r}; `python -m harness run "
+                               "--help-config` lists the valid keys") from None
+        raise HarnessError(f"invalid value for config key {key!r}: {msg}") from None
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    d = to_dict(cfg)
+    d["train"]["betas"] = list(d["train"]["betas"])
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def config_help() -> str:
+    """Every config key with its default and comment, read from this module's source."""
+    import inspect
+    import re
+
+    lines = []
+    for section, cls in [("", RunConfig), ("model", ModelConfig), ("data", DataConfig),
+                         ("rollout", RolloutConfig), ("train", TrainConfig), ("eval", EvalConfig),
+                         ("trainer", TrainerConfig), ("log", LogConfig)]:
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
+            if m and not m.group(2).startswith("field("):
+                key = f"{section}.{m.group(1)}" if section else m.group(1)
+                lines.append(f"  {key:32s} {m.group(2):12s} {m.group(3) or ''}")
+    lines.append("  algo.<field>                     see `python -m harness ls --algo NAME`")
+    return "\n".join(lines)

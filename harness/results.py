@@ -1,0 +1,98 @@
+"""Result files: atomic writes, JSONL logs, and run-directory resolution.
+
+Every file a run writes goes through a temp file + ``os.replace`` so that a crash never leaves a
+half-written config, summary or table behind; JSONL logs are appended line by line and a torn last
+line (from a crash mid-write) is dropped when read back. The layout of a run directory is
+documented in ``results/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.errors import HarnessError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]{0,127}$")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Append records, one JSON object per line, and flush them to disk."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
+    """Read a JSONL log written by :func:`append_jsonl`.
+
+    A last line without a trailing newline is a torn write from a crash: it is dropped (and, with
+    ``repair=True``, cut from the file so later appends start on a clean line).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    end = raw.rfind(b"\n") + 1
+    if repair and end < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return [json.loads(line) for line in raw[:end].decode("utf-8").splitlines() if line.strip()]
+
+
+def validate_run_name(name: str) -> str:
+    """A run name is one path component: letters, digits and ``._=,+-``; no ``/``, ``..`` or absolute paths."""
+    if not _NAME_RE.match(name) or name in (".", "..") or ".." in name:
+        raise HarnessError(
+            f"invalid run name {name!r}: use 1-128 letters, digits or '._=,+-', starting with a "
+            "letter or digit (no '/', '..' or absolute paths)")
+    return name
+
+
+def prepare_run_dir(results_dir: str | os.PathLike, name: str, *, overwrite: bool = False,
+                    resume: bool = False, create: bool = True) -> Path:
+    """Resolve ``results_dir/name`` and check it against ``overwrite`` / ``resume``.
+
+    With ``create=False`` nothing is touched on disk (used to validate before any work starts);
+    call again with ``create=True`` once all input has been validated.
+    """
+    run_dir = Path(results_dir) / validate_run_name(name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (overwrite or resume):
+            raise HarnessError(f"run directory {run_dir} already exists: pass --resume to continue "
+                               "it or --overwrite to replace it")
+    elif resume:
+        raise HarnessError(f"cannot resume: run directory {run_dir} does not exist")
+    if create:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir

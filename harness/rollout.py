@@ -1,0 +1,79 @@
+"""Rollout engines: turn prompts into sampled responses.
+
+An engine takes a list of prompt strings and returns ``n`` :class:`Generation` records per prompt
+(prompt-major order: prompt 0's n samples, then prompt 1's ...). Engines are registered by name in
+``ENGINES`` (``hf`` here, ``vllm`` in :mod:`harness.vllm_engine`) and built with
+``build_engine(name, model, tokenizer, cfg)``. After each optimizer step the training loop calls
+``engine.sync_weights(model)`` so the next rollout samples from the updated policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from harness.errors import HarnessError
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings shared by every engine."""
+
+    n: int = 1                      # responses per prompt
+    temperature: float = 1.0        # 0 means greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0                   # base seed; the engine derives per-call seeds from it
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise HarnessError(f"n must be >= 1 (got {self.n})")
+        if self.temperature < 0:
+            raise HarnessError(f"temperature must be >= 0 (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise HarnessError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.max_new_tokens < 1:
+            raise HarnessError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+
+
+@dataclass
+class Generation:
+    """One sampled response."""
+
+    prompt_index: int               # index into the prompts passed to generate()
+    prompt_ids: list[int]
+    response_ids: list[int]         # includes the EOS token when the response stopped on it
+    text: str                       # decoded response without special tokens
+    finish_reason: str              # "stop" (EOS) or "length"
+
+
+class RolloutEngine(Protocol):
+    def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
+                 ) -> list[Generation]:
+        """Sample ``params.n`` responses for each prompt; returns len(prompts) * n records."""
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Load the policy's current weights (no-op for engines that share the model)."""
+
+
+ENGINES: Registry = Registry("rollout engine")
+
+
+def build_engine(name: str, model: torch.nn.Module, tokenizer, **opts) -> RolloutEngine:
+    """Build the rollout engine registered as ``name`` (``hf`` or ``vllm``)."""
+    if name == "vllm":  # registers itself on import; imported lazily so vllm stays optional
+        import harness.vllm_engine  # noqa: F401
+    return ENGINES.get(name)(model, tokenizer, **opts)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block under a fixed torch seed without disturbing the caller's RNG state."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,331 @@
+"""Paired significance tests for comparing two models on the same problems.
+
+Pure functions over per-problem score arrays (problems are the unit of resampling: each problem is treated as a draw
+from a super-population of problems, Miller 2024 "Adding Error Bars to Evals", arXiv 2411.00640). The formulas are
+those of ``/work/shared/notes/METRICS.md`` section 3:
+
+- :func:`paired_bootstrap`: percentile CI of the mean (or median) per-problem difference, ``scipy.stats.bootstrap``
+  with ``paired=True``; two-sided p-value from the same bootstrap distribution (METRICS 3(b)).
+- :func:`permutation_test`: paired sign-flip test of |mean difference| (METRICS 3(d)), ``scipy.stats.permutation_test``
+  with ``permutation_type="samples"``; exact enumeration of all 2^N sign vectors when 2^N <= n_resamples.
+- :func:`mcnemar`: exact McNemar test on 0/1 outcomes (METRICS 3(c)), ``scipy.stats.binomtest``.
+- :func:`holm`: Holm-Bonferroni step-down adjustment across the comparisons of one table.
+- :func:`per_problem_scores`, :func:`combine_seeds`, :func:`mean_std`: turn ``samples.jsonl`` records into the paired
+  arrays above; several training seeds are averaged per problem before pairing (Hochlehnert et al. 2025).
+
+Generation noise enters only through the n samples per problem; training-seed noise only through the seed average
+and the separate mean +- std across seeds (no hierarchical bootstrap).
+
+Example::
+
+    python -c "from harness.stats import paired_bootstrap as b; print(b([1, 1, 0, 1, 1], [0, 1, 0, 0, 1]))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Paired bootstrap of ``statistic(a - b)``: point estimate, CI bounds, two-sided p-value, number of problems."""
+
+    difference: float
+    low: float
+    high: float
+    pvalue: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """Paired sign-flip test: observed mean difference, p-value, whether all 2^N sign vectors were enumerated."""
+
+    difference: float
+    pvalue: float
+    exact: bool
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Exact McNemar test: ``b`` = #(A right, B wrong), ``c`` = #(A wrong, B right), two-sided p-value."""
+
+    b: int
+    c: int
+    pvalue: float
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# validation
+
+
+def _paired(a: Sequence[float], b: Sequence[float], min_n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two per-problem score arrays and return them as float64 arrays of shape [N]."""
+    try:
+        x = np.asarray(a, dtype=np.float64)
+        y = np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"paired scores must be numbers ({e})") from None
+    if x.ndim != 1 or y.ndim != 1:
+        raise HarnessError(f"paired scores must be 1-D arrays (got shapes {x.shape} and {y.shape})")
+    if len(x) != len(y):
+        raise HarnessError(f"paired scores must have equal lengths (got {len(x)} and {len(y)})")
+    if len(x) < min_n:
+        raise HarnessError(f"paired scores have {len(x)} problems (need at least {min_n})")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise HarnessError("paired scores must be finite (got NaN or inf)")
+    return x, y
+
+
+def _check_resamples(n_resamples: int) -> None:
+    if not isinstance(n_resamples, int) or n_resamples < 1:
+        raise HarnessError(f"n_resamples must be an integer >= 1 (got {n_resamples!r})")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# tests
+
+_STATISTICS = {"mean": np.mean, "median": np.median}
+
+
+def paired_bootstrap(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    statistic: str = "mean",
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Paired bootstrap over problems of ``statistic(a - b)`` (METRICS.md 3(b)).
+
+    Both arrays are resampled on the same problem indices (``scipy.stats.bootstrap(paired=True)``). The CI is the
+    **percentile** interval ``[q_{(1-confidence)/2}, q_{(1+confidence)/2}]`` of the bootstrap distribution
+    ``Delta_1..Delta_B`` (percentile rather than BCa: BCa is undefined for degenerate data such as two identical
+    runs, and the percentile interval matches the p-value below). Two-sided p-value::
+
+        p = min(1, 2 * min(#{Delta_b <= 0}, #{Delta_b >= 0}) / B)
+
+    i.e. roughly the smallest alpha at which the (1 - alpha) percentile CI excludes 0. It can be 0 (meaning p < 1/B).
+
+    Args:
+        a: per-problem scores of model A, shape [N] (e.g. c_i/n, or per-problem pass@k_i).
+        b: per-problem scores of model B on the same problems in the same order, shape [N].
+        statistic: "mean" (default) or "median" of the per-problem differences.
+        n_resamples: bootstrap resamples B.
+        confidence: CI level in (0, 1).
+        seed: seed of the ``numpy.random.Generator`` (same seed -> same result).
+
+    Returns:
+        BootstrapResult(difference=statistic(a - b), low, high, pvalue, n=N).
+    """
+    x, y = _paired(a, b, min_n=2)  # scipy's bootstrap needs two observations
+    _check_resamples(n_resamples)
+    if statistic not in _STATISTICS:
+        raise HarnessError(f"statistic must be one of {sorted(_STATISTICS)} (got {statistic!r})")
+    if not 0.0 < confidence < 1.0:
+        raise HarnessError(f"confidence must be in (0, 1) (got {confidence})")
+    fn = _STATISTICS[statistic]
+
+    def stat(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return fn(xs - ys, axis=axis)  # [B] from [B, N]
+
+    res = sps.bootstrap(
+        (x, y), stat, paired=True, vectorized=True, n_resamples=n_resamples,
+        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+    )
+    dist = res.bootstrap_distribution  # [B]
+    tail = min(int(np.count_nonzero(dist <= 0)), int(np.count_nonzero(dist >= 0)))
+    pvalue = min(1.0, 2.0 * tail / n_resamples)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return BootstrapResult(float(fn(x - y)), low, high, pvalue, len(x))
+
+
+def permutation_test(
+    a: Sequence[float], b: Sequence[float], *, n_resamples: int = 10_000, seed: int = 0
+) -> PermutationResult:
+    """Paired sign-flip permutation test of H0: A and B are exchangeable within each problem (METRICS.md 3(d)).
+
+    Statistic ``T = |mean(a - b)|``; scipy swaps a_i and b_i within each pair (= flips the sign of d_i) and returns
+    ``p = #{T_perm >= T_obs} / 2^N`` when it enumerates all 2^N sign vectors (it does so exactly when
+    ``2^N <= n_resamples``), else ``p = (1 + #{T_b >= T_obs}) / (1 + B)`` over B random sign vectors.
+
+    Args:
+        a: per-problem scores of model A, shape [N].
+        b: per-problem scores of model B, shape [N].
+        n_resamples: random sign vectors B when 2^N > B.
+        seed: seed of the ``numpy.random.Generator``.
+
+    Returns:
+        PermutationResult(difference=mean(a - b), pvalue, exact).
+    """
+    x, y = _paired(a, b, min_n=2)  # scipy's permutation_test needs two observations
+    _check_resamples(n_resamples)
+
+    def stat(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.abs(np.mean(xs - ys, axis=axis))  # [...] from [..., N]
+
+    res = sps.permutation_test(
+        (x, y), stat, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
+        alternative="greater", rng=np.random.default_rng(seed),
+    )
+    exact = len(x) < 64 and 2 ** len(x) <= n_resamples  # scipy's own rule (n_resamples >= 2!^N)
+    return PermutationResult(float(np.mean(x - y)), float(res.pvalue), exact)
+
+
+def _binary(values: Sequence[float], name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        raise HarnessError(f"mcnemar needs 0/1 outcomes; {name}[{int(np.argmax(bad))}] = {arr[bad][0]:g}")
+    return arr.astype(bool)
+
+
+def mcnemar(a: Sequence[float], b: Sequence[float]) -> McNemarResult:
+    """Exact McNemar test on paired 0/1 outcomes (METRICS.md 3(c)).
+
+    ``b = #{A correct, B wrong}``, ``c = #{A wrong, B correct}``; concordant pairs are ignored and
+    ``p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2))`` (``scipy.stats.binomtest``, two-sided); p = 1 when b + c = 0.
+
+    Args:
+        a: 0/1 (or bool) outcome per problem for model A, shape [N].
+        b: 0/1 outcome per problem for model B, shape [N].
+
+    Returns:
+        McNemarResult(b, c, pvalue).
+    """
+    _paired(a, b)
+    x, y = _binary(a, "a"), _binary(b, "b")
+    n_b, n_c = int(np.sum(x & ~y)), int(np.sum(~x & y))
+    if n_b + n_c == 0:
+        return McNemarResult(0, 0, 1.0)
+    return McNemarResult(n_b, n_c, float(sps.binomtest(min(n_b, n_c), n_b + n_c, 0.5).pvalue))
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
+    """Holm-Bonferroni step-down adjustment.
+
+    With p sorted ascending, p_(1) <= ... <= p_(m): ``adj_(j) = max_{i <= j} min(1, (m - i + 1) * p_(i))``
+    (monotone), and hypothesis j is rejected iff ``adj_(j) <= alpha`` (equivalent to rejecting while
+    ``p_(j) <= alpha / (m - j + 1)``). Controls the family-wise error rate under any dependence.
+
+    Args:
+        pvalues: m raw p-values in [0, 1] (any order; an empty list gives two empty lists).
+        alpha: family-wise error rate.
+
+    Returns:
+        (adjusted p-values, reject flags), both in the input order.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or not ((p >= 0) & (p <= 1)).all():
+        raise HarnessError(f"p-values must be a list of numbers in [0, 1] (got {list(pvalues)!r})")
+    if not 0.0 < alpha < 1.0:
+        raise HarnessError(f"alpha must be in (0, 1) (got {alpha})")
+    m = len(p)
+    order = np.argsort(p, kind="stable")  # [m]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])  # [m]
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return [float(v) for v in adjusted], [bool(v <= alpha) for v in adjusted]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# from samples to paired arrays
+
+
+def _pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased per-problem pass@k, Chen et al. 2021 product form (METRICS.md 1).
+
+    Private copy: ``harness.metrics.pass_at_k`` was not available when this module was written.
+    """
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / j for j in range(n - c + 1, n + 1))
+
+
+def _parse_metric(metric: str, n: int) -> int | None:
+    """``"avg"``/``"avg@n"`` -> None; ``"pass@k"`` (k an integer, or the letter n) -> k."""
+    if metric in ("avg", "avg@n", f"avg@{n}"):
+        return None
+    if metric.startswith("pass@"):
+        k_text = metric[len("pass@"):]
+        k = n if k_text == "n" else int(k_text) if k_text.isdigit() else 0
+        if 1 <= k <= n:
+            return k
+    raise HarnessError(f"metric must be 'avg', 'avg@n' or 'pass@k' with 1 <= k <= n={n} (got {metric!r})")
+
+
+def per_problem_scores(samples: Iterable[Mapping], metric: str, n: int) -> dict[str, float]:
+    """Per-problem score from ``samples.jsonl`` records.
+
+    Args:
+        samples: records with at least "problem_id" and "correct" (bool); exactly n per problem.
+        metric: "avg" (c_i / n, averaged to avg@n) or "pass@k" (unbiased per-problem pass@k_i, k <= n; "pass@n" ok).
+        n: samples per problem.
+
+    Returns:
+        {problem_id: score in [0, 1]} in first-seen order.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise HarnessError(f"n must be an integer >= 1 (got {n!r})")
+    k = _parse_metric(metric, n)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # problem_id -> [samples, correct]
+    for i, rec in enumerate(samples):
+        try:
+            pid, ok = str(rec["problem_id"]), rec["correct"]
+        except (KeyError, TypeError):
+            raise HarnessError(f"sample {i} lacks 'problem_id' or 'correct' (got {rec!r:.80})") from None
+        if not isinstance(ok, bool):
+            raise HarnessError(f"sample {i} ('{pid}'): 'correct' must be true/false (got {ok!r})")
+        counts[pid][0] += 1
+        counts[pid][1] += ok
+    if not counts:
+        raise HarnessError("no samples (need n samples per problem)")
+    out: dict[str, float] = {}
+    for pid, (total, c) in counts.items():
+        if total != n:
+            raise HarnessError(f"problem '{pid}' has {total} samples (expected n={n})")
+        out[pid] = c / n if k is None else _pass_at_k(n, c, k)
+    return out
+
+
+def combine_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Average each problem's score over training seeds before pairing.
+
+    Args:
+        per_seed: one {problem_id: score} dict per seed.
+
+    Returns:
+        {problem_id: mean score over seeds}, only for problems present in every seed (order of the first dict).
+    """
+    if not per_seed:
+        raise HarnessError("combine_seeds needs at least one seed's scores (got none)")
+    common = [pid for pid in per_seed[0] if all(pid in d for d in per_seed[1:])]
+    if not common:
+        raise HarnessError("the seeds share no problem (nothing to combine)")
+    return {pid: float(np.mean([d[pid] for d in per_seed])) for pid in common}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1) of a benchmark-level metric across seeds; std None for 1 seed."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0:
+        raise HarnessError(f"mean_std needs a non-empty list of numbers (got {list(values)!r})")
+    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
+
+
+def paired_arrays(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Align two {problem_id: score} dicts on the same problems (order of ``a``); their problem sets must be equal."""
+    if set(a) != set(b):
+        only = sorted(set(a) ^ set(b))
+        raise HarnessError(f"problem sets differ ({len(only)} ids not in both, e.g. '{only[0]}')")
+    ids = list(a)
+    return np.array([a[i] for i in ids]), np.array([b[i] for i in ids])  # [N], [N]

