@@ -2,7 +2,7 @@
 
 ``load_model(name_or_path)`` loads any causal LM the way a researcher would (a hub id such as
 ``Qwen/Qwen2.5-Math-1.5B`` or a local directory, through ``AutoModelForCausalLM`` +
-``AutoTokenizer``; ``trust_remote_code`` only when asked). ``tiny`` is a ~0.8M-parameter Qwen2 model
+``AutoTokenizer``; ``trust_remote_code`` only when asked). ``tiny`` is a ~0.15M-parameter Llama-architecture model
 with a character-level tokenizer built with ``tokenizers``. It is first warm-started by supervised
 fine-tuning on solved ``arith`` problems until its sampled accuracy (temperature 1.0) on a
 held-out, train-side validation set reaches ``target_acc`` (the reference policy of every run),
@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-_WARM_START_VERSION = 1  # bump when the warm-start procedure changes (invalidates the cache)
+_WARM_START_VERSION = 2  # bump when the warm-start procedure changes (invalidates the cache)
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,11 @@ def build_tiny_tokenizer():
 
 
 def build_tiny_model(tokenizer, spec: TinySpec):
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    config = Qwen2Config(
+    # Llama, not Qwen2: transformers 5's AutoTokenizer forces Qwen2Tokenizer's byte-level BPE
+    # pre-tokenizer onto any qwen2 checkpoint, which would break a character-level tokenizer on reload.
+    config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size,
         num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads, intermediate_size=spec.intermediate_size,

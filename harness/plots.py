@@ -91,9 +91,16 @@ def plot_pass_at_k(runs: list[Run], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _read_log(path: Path) -> list[dict]:
+    try:
+        return [m for m in read_jsonl(path) if isinstance(m, dict)]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HarnessError(f"{path}: invalid JSON line ({e})") from None
+
+
 def plot_training(runs: list[Run], path: Path) -> Path | None:
     """Training curves of every run overlaid (one colour per label); None when no run has train/metrics.jsonl."""
-    logs = {r.path: [m for m in read_jsonl(r.path / "train" / "metrics.jsonl") if "step" in m] for r in runs}
+    logs = {r.path: [m for m in _read_log(r.path / "train" / "metrics.jsonl") if "step" in m] for r in runs}
     keys = [k for k in TRAIN_KEYS if any(k in m for rows in logs.values() for m in rows)]
     if not keys:
         return None

@@ -65,9 +65,15 @@ ENGINES: Registry = Registry("rollout engine")
 
 def build_engine(name: str, model: torch.nn.Module, tokenizer, **opts) -> RolloutEngine:
     """Build the rollout engine registered as ``name`` (``hf`` or ``vllm``)."""
-    if name == "vllm":  # registers itself on import; imported lazily so vllm stays optional
-        import harness.vllm_engine  # noqa: F401
+    load_engines(name)
     return ENGINES.get(name)(model, tokenizer, **opts)
+
+
+def load_engines(name: str = "hf") -> None:
+    """Import the engine modules (they register themselves); vllm only when asked, as it is optional."""
+    import harness.hf_engine  # noqa: F401
+    if name == "vllm":
+        import harness.vllm_engine  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -1,0 +1,57 @@
+"""Command-line entry point: ``python -m harness {run,eval,grade,sweep,table,ls} ...``.
+
+Each subcommand lives in ``harness/commands/<name>.py`` with ``add_parser(subparsers)`` and
+``run(args) -> int``; this module only dispatches. A :class:`HarnessError` (user error) is printed
+as one line ``error: ...`` and exits with code 2, with no traceback; argparse's own errors are
+shortened to one line the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from harness.errors import HarnessError
+
+COMMANDS = ("run", "evaluate", "grade", "sweep", "table", "ls")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + message; we print one line
+        raise HarnessError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="harness", description="RL fine-tuning of LLMs on math reasoning: "
+                           "PRL, GRPO, RAFT/RAFT++, REINFORCE/RLOO; evaluation, sweeps and tables.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"harness.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"harness.commands.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("HARNESS_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "accepts_overrides", False):
+            raise HarnessError(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides_raw = extra
+        return int(args.func(args) or 0)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

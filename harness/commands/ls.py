@@ -1,0 +1,29 @@
+"""``harness ls``: list algorithms (with their hyper-parameters), benchmarks and rollout engines."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("ls", help="list algorithms, benchmarks and engines")
+    p.add_argument("--algo", help="show one algorithm's hyper-parameters and defaults")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import algorithms
+    from benchmarks import BENCHMARKS
+
+    if args.algo:
+        algo = algorithms.get_algorithm(args.algo)
+        print(f"{algo.name}: {algo.summary}")
+        for f in dataclasses.fields(algo.config_cls):
+            print(f"  algo.{f.name:16s} {f.default!r}")
+        return 0
+    print("algorithms:")
+    for name in algorithms.names():
+        print(f"  {name:10s} {algorithms.get_algorithm(name).summary}")
+    print("benchmarks:", ", ".join(BENCHMARKS.names()), "(all = math500, minerva_math, olympiadbench)")
+    print("engines: hf, vllm")
+    return 0

@@ -1,0 +1,105 @@
+"""``harness run``: train one algorithm, evaluating the base model before and the policy after.
+
+    python -m harness run --algo prl --bench arith --steps 50
+    python -m harness run --algo grpo --bench all --algo.kl_coef 0.001 --train.lr 1e-6 \\
+        --model Qwen/Qwen2.5-Math-1.5B --train-data ScaleML-RLHF/numina_math_15_all
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import HarnessError
+
+# named flags -> config keys (everything else: --section.key VALUE or section.key=VALUE)
+FLAGS = {
+    "algo": "algo.name", "bench": "data.bench", "model": "model.name", "steps": "train.steps",
+    "seed": "seed", "name": "name", "data_dir": "data.data_dir", "train_data": "data.train_data",
+    "engine": "rollout.engine", "devices": "trainer.devices", "strategy": "trainer.strategy",
+    "num_nodes": "trainer.num_nodes", "results_dir": "results_dir",
+}
+
+
+def add_common_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--algo", help="algorithm: prl, grpo, raft, raftpp, reinforce, rloo")
+    p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' "
+                   "(math500, minerva_math, olympiadbench); default arith")
+    p.add_argument("--model", help="'tiny' (default), a local model directory, or a hub id")
+    p.add_argument("--steps", type=int, help="RL steps (train.steps)")
+    p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--data-dir", help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
+    p.add_argument("--train-data", help="RL prompts with gold answers: hub id or .jsonl/.parquet "
+                   "(default: the arith stream)")
+    p.add_argument("--engine", help="rollout engine: hf (default) or vllm")
+    p.add_argument("--devices", type=int, help="processes per node (trainer.devices)")
+    p.add_argument("--strategy", help="Lightning strategy: auto, ddp, fsdp")
+    p.add_argument("--num-nodes", type=int, help="nodes (trainer.num_nodes)")
+    p.add_argument("--results-dir", help="results root (default: results)")
+    p.add_argument("--config", help="YAML file with config sections (applied before flags)")
+    p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="train an algorithm and evaluate it", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Any config value: --section.key VALUE (e.g. --algo.eta 100 "
+                              "--train.lr 1e-5 --rollout.n 8); see --help-config.")
+    add_common_run_flags(p)
+    p.add_argument("--name", help="run name: results/<name>/ (default <algo>-<bench>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=run, accepts_overrides=True)
+
+
+def parse_overrides(tokens: list[str]) -> list[str]:
+    """``--a.b 1``, ``--a.b=1`` and ``a.b=1`` -> ``["a.b=1"]``."""
+    out, i = [], 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--") and "." in tok.split("=")[0]:
+            key = tok[2:]
+            if "=" in key:
+                out.append(key)
+            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                out.append(f"{key}={tokens[i + 1]}")
+                i += 1
+            else:
+                raise HarnessError(f"config override {tok} needs a value")
+        elif not tok.startswith("-") and "=" in tok:
+            out.append(tok)
+        else:
+            raise HarnessError(f"unrecognized argument {tok!r} (config values look like --section.key VALUE)")
+        i += 1
+    return out
+
+
+def config_from_args(args: argparse.Namespace):
+    from harness.config import build_config, load_yaml
+
+    yaml_data = load_yaml(args.config) if args.config else {}
+    overrides = []
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.wandb:
+        overrides.append("log.wandb=true")
+    overrides += parse_overrides(args.overrides_raw)
+    return build_config(yaml_data, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.config import config_help
+
+    if args.help_config:
+        print(config_help())
+        return 0
+    if args.resume and args.overwrite:
+        raise HarnessError("--resume and --overwrite exclude each other")
+    cfg = config_from_args(args)
+    from harness.train import run as train_run
+
+    run_dir = train_run(cfg, overwrite=args.overwrite, resume=args.resume)
+    print(f"run finished: {run_dir}")
+    return 0

@@ -1,0 +1,139 @@
+"""Training prompt sources for RL: the ``arith`` stream, or math problems from a file or the hub.
+
+A source is indexed by (step, rank): ``batch(step, rank, world)`` returns the prompts of one RL
+step for one process, deterministically from the run seed. Random access (rather than a running
+iterator) is what lets a resumed run pick up at exactly the same data position, and gives every
+DDP rank its own shard of the step's global batch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class TrainProblem:
+    id: str
+    problem: str
+    answer: str
+    bench: str                      # grading rules to apply ("arith" or "math")
+
+
+class ArithSource:
+    def __init__(self, seed: int, per_rank: int, min_ops: int = 2, max_ops: int = 2) -> None:
+        from benchmarks.arith import ArithConfig
+
+        self.seed, self.per_rank = seed, per_rank
+        self.cfg = ArithConfig(min_ops=min_ops, max_ops=max_ops)
+
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
+        from benchmarks.arith import _random_expr, is_test_side, make_problem
+
+        rng = random.Random(f"arith-train-{self.seed}-{step}")
+        out: list[TrainProblem] = []
+        while len(out) < self.per_rank * world:
+            expr = _random_expr(rng, self.cfg)
+            if not is_test_side(expr, self.cfg.test_modulus):
+                p = make_problem(expr)
+                out.append(TrainProblem(f"arith-train-{step}-{len(out)}", p.problem, p.answer, "arith"))
+        return out[rank * self.per_rank:(rank + 1) * self.per_rank]
+
+
+class FileSource:
+    """Math problems with gold answers from a local JSONL/parquet file or a hub dataset.
+
+    Epochs are seeded permutations of the rows; global sample index ``i`` of the run maps to row
+    ``perm[epoch][i % N]`` with ``epoch = i // N``.
+    """
+
+    def __init__(self, source: str, seed: int, per_rank: int, *, split: str = "train",
+                 problem_field: str = "problem", answer_field: str = "answer") -> None:
+        self.seed, self.per_rank = seed, per_rank
+        self.rows = _load_rows(source, split, problem_field, answer_field)
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            perm = list(range(len(self.rows)))
+            random.Random(f"train-perm-{self.seed}-{epoch}").shuffle(perm)
+            self._perms[epoch] = perm
+        return self._perms[epoch]
+
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
+        n = len(self.rows)
+        start = (step * world + rank) * self.per_rank
+        out = []
+        for i in range(start, start + self.per_rank):
+            j = self._perm(i // n)[i % n]
+            problem, answer = self.rows[j]
+            out.append(TrainProblem(f"train-{j}", problem, answer, "math"))
+        return out
+
+
+def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -> list[tuple[str, str]]:
+    import datasets
+
+    path = Path(source)
+    suffix = path.suffix.lower()
+    try:
+        if path.exists():
+            if suffix not in (".jsonl", ".json", ".parquet"):
+                raise HarnessError(f"train data {source!r}: expected a .jsonl, .json or .parquet file")
+            if suffix in (".jsonl", ".json"):
+                _check_jsonl(path)
+            kind = "parquet" if suffix == ".parquet" else "json"
+            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        elif source.startswith((".", "/", "~")) or suffix in (".jsonl", ".json", ".parquet"):
+            raise HarnessError(f"train data file {source!r} does not exist")
+        else:
+            ds = datasets.load_dataset(source, split=split)
+    except HarnessError:
+        raise
+    except Exception as err:  # datasets raises many types (network, format)
+        raise HarnessError(f"cannot load train data {source!r}: {str(err).splitlines()[0][:200]}") from None
+    for f in (problem_field, answer_field):
+        if f not in ds.column_names:
+            raise HarnessError(f"train data {source!r} has no field {f!r} (fields: "
+                               f"{', '.join(ds.column_names)}); set data.problem_field / data.answer_field")
+    rows = []
+    for i, (p, a) in enumerate(zip(ds[problem_field], ds[answer_field])):
+        if isinstance(a, list):
+            a = a[0] if a else ""
+        if not isinstance(p, str) or not p.strip() or a is None or not str(a).strip():
+            raise HarnessError(f"train data {source!r}: row {i + 1} has an empty problem or answer")
+        rows.append((p, str(a).strip()))
+    if not rows:
+        raise HarnessError(f"train data {source!r} is empty")
+    return rows
+
+
+def _check_jsonl(path: Path) -> None:
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise HarnessError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    lines = [line for line in text.splitlines()]
+    if not any(line.strip() for line in lines):
+        raise HarnessError(f"{path}: empty file")
+    if path.suffix == ".jsonl":
+        for no, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise HarnessError(f"{path}:{no}: invalid JSON ({err.msg})") from None
+                if not isinstance(obj, dict):
+                    raise HarnessError(f"{path}:{no}: expected a JSON object")
+
+
+def build_source(data_cfg, seed: int, per_rank: int):
+    if data_cfg.train_data is None:
+        return ArithSource(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
+    return FileSource(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
+                      problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)
