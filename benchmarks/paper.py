@@ -1,0 +1,107 @@
+"""The six math test sets of the RL-for-reasoning literature, as :class:`BenchmarkSpec` declarations.
+
+MATH500, Minerva Math and OlympiadBench are PRL's main benchmarks (``--bench all``); AIME24, AMC23 and
+GSM8K are extras. Files, counts and gold-answer rules follow ``shared/notes/BENCHMARKS.md`` (the
+Qwen2.5-Math / simpleRL-reason ``parse_ground_truth`` rules, except that MATH500 reads the ``answer``
+field, which PRL also uses and which equals the last ``\\boxed{}`` of the solution up to formatting).
+
+    python -c "from benchmarks.paper import last_boxed_of; print(last_boxed_of(r'so \\boxed{\\frac{1}{2}}'))"
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from benchmarks.grading import GradingOptions, last_boxed
+from benchmarks.spec import BenchmarkSpec, Problem, RowError, require
+
+STR, INT, LIST = (str,), (int,), (list,)
+
+
+def last_boxed_of(solution: str) -> str:
+    """The last ``\\boxed{...}`` of a solution (nested braces kept); RowError if there is none."""
+    content = last_boxed(solution)
+    if content is None:
+        raise RowError("field 'solution' has no \\boxed{...} answer")
+    return content.strip()
+
+
+def number_to_str(value) -> str:
+    """AMC23 stores answers as floats: 27.0 -> "27", 0.5 -> "0.5"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _math500(row: dict) -> Problem:
+    return Problem(id=row["unique_id"], problem=row["problem"], answer=row["answer"].strip(),
+                   meta={"subject": row.get("subject"), "level": row.get("level")})
+
+
+def _minerva(row: dict) -> Problem:
+    return Problem(id=str(row["idx"]), problem=row["problem"],
+                   answer=last_boxed_of(row["solution"]), meta={"type": row.get("type")})
+
+
+def _olympiad(row: dict) -> Problem:
+    finals = row["final_answer"]
+    if not finals or not isinstance(finals[0], str):
+        raise RowError("field 'final_answer' must be a non-empty list of strings")
+    return Problem(id=str(row["id"]), problem=row["question"], answer=finals[0].strip().strip("$").strip(),
+                   meta={k: row.get(k) for k in ("is_multiple_answer", "unit", "error",
+                                                 "answer_type", "subfield")})
+
+
+def _aime(row: dict) -> Problem:
+    return Problem(id=str(row["id"]), problem=row["problem"], answer=number_to_str(row["answer"]),
+                   meta={"url": row.get("url")})
+
+
+def _gsm8k(row: dict) -> Problem:
+    solution = require(row, "answer")
+    if "####" not in solution:
+        raise RowError("field 'answer' has no '#### <number>' final answer")
+    gold = solution.split("####")[-1].strip().replace(",", "")
+    # the hub copy (openai/gsm8k) has no idx: fall back to a content hash of the question
+    pid = str(row["idx"]) if "idx" in row else hashlib.sha256(row["question"].encode()).hexdigest()[:12]
+    return Problem(id=pid, problem=row["question"], answer=gold, meta={})
+
+
+MATH500 = BenchmarkSpec(
+    name="math500", hub_id="HuggingFaceH4/MATH-500", hub_config=None, hub_split="test",
+    fields={"problem": STR, "answer": STR, "unique_id": STR}, to_problem=_math500, n_expected=500,
+    citation="Hendrycks et al. 2021 (MATH); 500-problem split of Lightman et al. 2023 (PRM800K)",
+    notes="gold = `answer` field; id = unique_id")
+
+MINERVA_MATH = BenchmarkSpec(
+    name="minerva_math", hub_id="math-ai/minervamath", hub_config=None, hub_split="test",
+    fields={"problem": STR, "solution": STR, "idx": INT}, to_problem=_minerva, n_expected=272,
+    grading=GradingOptions(sci_notation=True),
+    citation="Lewkowycz et al. 2022, Solving Quantitative Reasoning Problems with Language Models (MIT OCW)",
+    notes="gold = last \\boxed{} of `solution`; 58 golds in e-notation, graded on the mantissa")
+
+OLYMPIADBENCH = BenchmarkSpec(
+    name="olympiadbench", hub_id="Hothan/OlympiadBench", hub_config="OE_TO_maths_en_COMP",
+    hub_split="train", fields={"id": INT, "question": STR, "final_answer": LIST},
+    to_problem=_olympiad, n_expected=675,
+    citation="He et al. 2024, OlympiadBench (arXiv 2402.14008), OE_TO_maths_en_COMP",
+    notes="gold = final_answer[0] without '$'; multiple answers compare as unordered sets; "
+          "the `unit` and `error` fields are kept in meta but not used by the grader")
+
+AIME24 = BenchmarkSpec(
+    name="aime24", hub_id="math-ai/aime24", hub_config=None, hub_split="test",
+    fields={"id": INT, "problem": STR, "answer": (str, int, float)}, to_problem=_aime, n_expected=30,
+    citation="AIME 2024 I and II (Art of Problem Solving wiki)", notes="gold = `answer`")
+
+AMC23 = BenchmarkSpec(
+    name="amc23", hub_id="math-ai/amc23", hub_config=None, hub_split="test",
+    fields={"id": INT, "problem": STR, "answer": (int, float, str)}, to_problem=_aime, n_expected=40,
+    citation="AMC 12 2023 (Art of Problem Solving wiki)", notes="gold = `answer` (float 27.0 -> '27')")
+
+GSM8K = BenchmarkSpec(
+    name="gsm8k", hub_id="openai/gsm8k", hub_config="main", hub_split="test",
+    fields={"question": STR, "answer": STR}, to_problem=_gsm8k, n_expected=1319,
+    citation="Cobbe et al. 2021, Training Verifiers to Solve Math Word Problems",
+    notes="gold = text after '####', commas removed; id = idx (a hash of the question when absent)")
+
+PAPER_BENCHMARKS = (MATH500, MINERVA_MATH, OLYMPIADBENCH, AIME24, AMC23, GSM8K)

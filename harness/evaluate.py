@@ -1,0 +1,175 @@
+"""Evaluation: sample n responses per problem, grade them, write ``samples.jsonl`` + ``summary.json``.
+
+The protocol is PRL's (``eval/gen.py`` + ``eval/eval.py``, arXiv 2601.10201; ``shared/notes/PRL.md``):
+the paper prompt (chat template when the tokenizer has one), n = 8 samples at temperature 1.0, graded
+by Math-Verify (:mod:`benchmarks.grading`), reporting avg@n and pass@k -- here the unbiased estimator
+for every k in 1, 2, 4, ..., n (:mod:`harness.metrics`) -- plus maj@n.
+
+Problems are processed in chunks of ``batch_size`` prompts; each chunk's samples are appended to
+``<out_dir>/<bench>/samples.jsonl`` as soon as they are graded, so ``resume=True`` continues an
+interrupted evaluation from the last complete chunk. ``summary.json`` is written atomically at the
+end and can be recomputed from ``samples.jsonl`` alone.
+
+    python -m harness eval --model tiny --bench arith --n 4
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks import Problem, get_benchmark
+from harness.errors import HarnessError
+from harness.metrics import summarize
+from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from harness.rollout import SamplingParams
+
+SCHEMA_VERSION = 1
+_PACKAGES = ("torch", "transformers", "datasets", "math-verify", "latex2sympy2_extended", "sympy", "vllm")
+
+
+def problem_ids_sha256(ids) -> str:
+    """sha256 of the sorted problem ids joined by newlines (identifies the evaluated subset)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def chunk_seed(seed: int, bench: str, start: int) -> int:
+    """Sampling seed of the chunk starting at problem ``start`` (independent of resumption)."""
+    return (seed * 1_000_003 + zlib.crc32(f"{bench}/{start}".encode())) % (2 ** 31)
+
+
+def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out_dir: Path, *,
+             n: int = 8, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 3072,
+             limit: int | None = None, seed: int = 0, data_dir: str | None = None,
+             batch_size: int = 64, grader=None, progress: bool = True,
+             problems: dict[str, list[Problem]] | None = None, resume: bool = False) -> dict[str, dict]:
+    """Evaluate one model on several benchmarks.
+
+    Args:
+        model_name: recorded in the summaries (``tiny``, a path or a hub id).
+        engine: a :class:`harness.rollout.RolloutEngine`.
+        tokenizer: used only to build prompts (chat template or plain text).
+        bench_names: registered benchmark names.
+        out_dir: ``<out_dir>/<bench>/{samples.jsonl,summary.json}`` are written.
+        n, temperature, top_p, max_new_tokens, seed: sampling settings.
+        limit: evaluate only the first ``limit`` problems of each benchmark.
+        data_dir: benchmark data folder (else ``$HARNESS_DATA_DIR``, else the hub).
+        batch_size: prompts per ``engine.generate`` call (each yields n samples).
+        grader: a :class:`benchmarks.grading.Grader` to reuse (else one is created and closed).
+        progress: show a tqdm progress bar per benchmark.
+        problems: already loaded problems per benchmark (skips loading; callers that validate first).
+        resume: keep complete problems already in ``samples.jsonl`` instead of starting over.
+
+    Returns:
+        ``{bench: summary}`` with the content of each ``summary.json``.
+    """
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p,
+                            max_new_tokens=max_new_tokens, seed=seed)   # validates
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HarnessError(f"eval batch_size must be a positive integer (got {batch_size!r})")
+    problems = dict(problems or {})
+    for b in bench_names:  # load (and validate) everything before sampling anything
+        if b not in problems:
+            problems[b] = get_benchmark(b).load(data_dir, limit=limit)
+    own_grader = grader is None
+    if own_grader:
+        from benchmarks.grading import Grader
+        grader = Grader()
+    settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
+                "seed": seed, "limit": limit, "batch_size": batch_size,
+                "engine": type(engine).__name__,
+                "prompt": "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"}
+    try:
+        return {b: _evaluate_bench(model_name, engine, tokenizer, b, problems[b], Path(out_dir) / b,
+                                   params, batch_size, grader, progress, resume,
+                                   dict(settings, data=get_benchmark(b).source(data_dir)))
+                for b in bench_names}
+    finally:
+        if own_grader:
+            grader.close()
+
+
+def _load_done(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
+    """Complete problems (all n samples) of an earlier, interrupted run; the file is rewritten to them."""
+    records = read_jsonl(path, repair=True)
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_id[r["problem_id"]].append(r)
+    done = {pid: sorted(rs, key=lambda r: r["sample_index"]) for pid, rs in by_id.items()
+            if pid in ids and sorted(r["sample_index"] for r in rs) == list(range(n))}
+    if sum(len(v) for v in done.values()) != len(records):  # drop partial problems from the file
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for rs in done.values() for r in rs))
+    return done
+
+
+def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Problem], bench_dir: Path,
+                    params: SamplingParams, batch_size: int, grader, progress: bool, resume: bool,
+                    settings: dict) -> dict:
+    from tqdm.auto import tqdm
+
+    spec = get_benchmark(bench)
+    n = params.n
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = bench_dir / "samples.jsonl"
+    done: dict[str, list[dict]] = {}
+    if resume and samples_path.exists():
+        done = _load_done(samples_path, n, {p.id for p in problems})
+    else:
+        samples_path.unlink(missing_ok=True)
+    t0 = time.time()
+    bar = tqdm(total=len(problems) * n, initial=sum(len(v) for v in done.values()), desc=bench,
+               unit="sample", disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(problems), batch_size):
+            chunk = [p for p in problems[start:start + batch_size] if p.id not in done]
+            if not chunk:
+                continue
+            prompts = [spec.prompt(p, tokenizer) for p in chunk]   # [P]
+            gens = engine.generate(prompts, params, seed=chunk_seed(params.seed, bench, start))  # [P*n]
+            if len(gens) != len(chunk) * n:
+                raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={n}")
+            results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
+            seen: dict[int, int] = defaultdict(int)
+            records = []
+            for g, res in zip(gens, results):
+                records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
+                                "response": g.text, "extracted": res.extracted, "correct": res.correct,
+                                "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
+                seen[g.prompt_index] += 1
+            append_jsonl(samples_path, records)
+            for r in records:
+                done.setdefault(r["problem_id"], []).append(r)
+            bar.update(len(records))
+            bar.set_postfix(acc=f"{_mean_correct(done):.3f}")
+    finally:
+        bar.close()
+    metrics = summarize({p.id: done[p.id] for p in problems}, n)
+    summary = {"schema_version": SCHEMA_VERSION, "bench": bench, "model": model_name, "n": n,
+               **metrics, "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
+               "settings": settings, "grader": grader.describe(bench), "versions": package_versions(),
+               "time_s": round(time.time() - t0, 3)}
+    atomic_write_json(bench_dir / "summary.json", summary)
+    return summary
+
+
+def _mean_correct(done: dict[str, list[dict]]) -> float:
+    total = sum(len(v) for v in done.values())
+    return sum(r["correct"] for v in done.values() for r in v) / total if total else 0.0

@@ -1,0 +1,63 @@
+"""Config merging, overrides and validation; the CLI's one-line errors."""
+
+import pytest
+
+from harness.config import build_config, dump_yaml, load_yaml, to_dict
+from harness.errors import HarnessError
+from harness.commands.run import parse_overrides
+
+
+def test_defaults_and_overrides():
+    cfg = build_config({}, ["algo.name=prl", "algo.eta=10", "train.steps=3", "rollout.n=4"])
+    assert cfg.algo.name == "prl" and cfg.algo.eta == 10.0 and cfg.train.steps == 3
+    assert cfg.rollout.n == 4 and cfg.model.name == "tiny" and cfg.data.bench == "arith"
+    assert cfg.run_name == "prl-arith-s0"
+
+
+def test_yaml_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("algo: {name: grpo, kl_coef: 0.001}\ntrain: {lr: 1.0e-5, steps: 7}\n")
+    cfg = build_config(load_yaml(str(f)), ["train.steps=9"])
+    assert cfg.algo.name == "grpo" and cfg.algo.kl_coef == 0.001
+    assert cfg.train.lr == 1e-5 and cfg.train.steps == 9
+
+
+def test_resolved_yaml_roundtrips(tmp_path):
+    cfg = build_config({}, ["algo.name=rloo", "seed=3"])
+    f = tmp_path / "r.yaml"
+    f.write_text(dump_yaml(cfg))
+    assert to_dict(build_config(load_yaml(str(f)), [])) == to_dict(cfg)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["--algo.eta", "100", "--train.lr=1e-5", "rollout.n=2"]) == \
+        ["algo.eta=100", "train.lr=1e-5", "rollout.n=2"]
+    with pytest.raises(HarnessError):
+        parse_overrides(["--algo.eta"])
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["algo.name=prl", "algo.eta=0"], "algo.eta must be > 0"),
+    (["algo.name=prl", "algo.step_len=0"], "algo.step_len"),
+    (["algo.name=grpo", "rollout.n=0"], "rollout.n must be >= 1"),
+    (["algo.name=grpo", "algo.clip_eps_low=0"], "clip_eps_low"),
+    (["algo.name=grpo", "rollout.temperature=0"], "rollout.temperature must be > 0"),
+    (["algo.name=grpo", "train.steps=0"], "train.steps must be >= 1"),
+    (["algo.name=grpo", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["algo.name=grpo", "algo.eta=1"], "unknown config key 'algo.eta'"),
+    (["algo.name=grpo", "train.steps=abc"], "train.steps"),
+    (["algo.name=nosuch"], "unknown algorithm 'nosuch'"),
+    ([], "no algorithm given"),
+])
+def test_invalid_values(overrides, match):
+    with pytest.raises(HarnessError, match=match):
+        build_config({}, overrides)
+
+
+def test_bad_yaml(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train: [unclosed\n")
+    with pytest.raises(HarnessError, match="not valid YAML"):
+        load_yaml(str(f))
+    with pytest.raises(HarnessError, match="does not exist"):
+        load_yaml(str(tmp_path / "missing.yaml"))
