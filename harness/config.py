@@ -154,6 +154,11 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    def __post_init__(self) -> None:
+        if self.name is not None:  # "" or "../x" must not fall back to / escape the default name
+            from harness.results import validate_run_name
+            validate_run_name(self.name)
+
     @property
     def run_name(self) -> str:
         return self.name or f"{self.algo.name}-{self.data.bench.replace(',', '+')}-s{self.seed}"

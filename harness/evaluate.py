@@ -59,7 +59,8 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
              n: int = 8, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 3072,
              limit: int | None = None, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 64, grader=None, progress: bool = True,
-             problems: dict[str, list[Problem]] | None = None, resume: bool = False) -> dict[str, dict]:
+             problems: dict[str, list[Problem]] | None = None, resume: bool = False,
+             shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
     """Evaluate one model on several benchmarks.
 
     Args:
@@ -76,6 +77,10 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
         progress: show a tqdm progress bar per benchmark.
         problems: already loaded problems per benchmark (skips loading; callers that validate first).
         resume: keep complete problems already in ``samples.jsonl`` instead of starting over.
+        shard: ``(rank, world)`` under ``torch.distributed``: rank r samples the generation chunks
+            ``r, r + world, ...`` (chunk seeds are the single-process ones), writes
+            ``samples.rank<r>.jsonl``, and rank 0 merges them into ``samples.jsonl`` and writes the
+            summary (other ranks return ``{}``). Every rank must call this.
 
     Returns:
         ``{bench: summary}`` with the content of each ``summary.json``.
@@ -99,7 +104,7 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
     try:
         return {b: _evaluate_bench(model_name, engine, tokenizer, b, problems[b], Path(out_dir) / b,
                                    params, batch_size, grader, progress, resume,
-                                   dict(settings, data=get_benchmark(b).source(data_dir)))
+                                   dict(settings, data=get_benchmark(b).source(data_dir)), shard)
                 for b in bench_names}
     finally:
         if own_grader:
@@ -122,23 +127,29 @@ def _load_done(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
 
 def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Problem], bench_dir: Path,
                     params: SamplingParams, batch_size: int, grader, progress: bool, resume: bool,
-                    settings: dict) -> dict:
+                    settings: dict, shard: tuple[int, int] = (0, 1)) -> dict:
     from tqdm.auto import tqdm
 
+    rank, world = shard
     spec = get_benchmark(bench)
     n = params.n
     bench_dir.mkdir(parents=True, exist_ok=True)
-    samples_path = bench_dir / "samples.jsonl"
+    merged_path = bench_dir / "samples.jsonl"
+    samples_path = merged_path if world == 1 else bench_dir / f"samples.rank{rank}.jsonl"
     done: dict[str, list[dict]] = {}
     if resume and samples_path.exists():
         done = _load_done(samples_path, n, {p.id for p in problems})
     else:
         samples_path.unlink(missing_ok=True)
+    if world > 1 and resume and merged_path.exists():  # complete problems merged by an earlier run
+        done.update({k: v for k, v in _load_done_readonly(merged_path, n, {p.id for p in problems}).items()})
     t0 = time.time()
     bar = tqdm(total=len(problems) * n, initial=sum(len(v) for v in done.values()), desc=bench,
                unit="sample", disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, len(problems), batch_size):
+            if (start // batch_size) % world != rank:
+                continue
             chunk = [p for p in problems[start:start + batch_size] if p.id not in done]
             if not chunk:
                 continue
@@ -161,6 +172,10 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
             bar.set_postfix(acc=f"{_mean_correct(done):.3f}")
     finally:
         bar.close()
+    if world > 1:
+        done = _merge_shards(bench_dir, n, problems, world, rank)
+        if rank != 0:
+            return {}
     metrics = summarize({p.id: done[p.id] for p in problems}, n)
     summary = {"schema_version": SCHEMA_VERSION, "bench": bench, "model": model_name, "n": n,
                **metrics, "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
@@ -168,6 +183,38 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
                "time_s": round(time.time() - t0, 3)}
     atomic_write_json(bench_dir / "summary.json", summary)
     return summary
+
+
+def _load_done_readonly(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for r in read_jsonl(path):
+        by_id[r["problem_id"]].append(r)
+    return {pid: sorted(rs, key=lambda r: r["sample_index"]) for pid, rs in by_id.items()
+            if pid in ids and sorted(r["sample_index"] for r in rs) == list(range(n))}
+
+
+def _merge_shards(bench_dir: Path, n: int, problems: list[Problem], world: int, rank: int):
+    """Gather every rank's samples into samples.jsonl (rank 0), each (problem, sample) exactly once."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    done: dict[str, list[dict]] = {}
+    if rank == 0:
+        ids = {p.id for p in problems}
+        merged = bench_dir / "samples.jsonl"
+        sources = [merged] + [bench_dir / f"samples.rank{r}.jsonl" for r in range(world)]
+        for path in sources:
+            if path.exists():
+                done.update(_load_done_readonly(path, n, ids))
+        missing = [p.id for p in problems if p.id not in done]
+        if missing:
+            raise RuntimeError(f"{bench_dir.name}: {len(missing)} problems have no complete samples after merging")
+        atomic_write_text(merged, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                          for p in problems for r in done[p.id]))
+        for path in sources[1:]:
+            path.unlink(missing_ok=True)
+    dist.barrier()
+    return done
 
 
 def _mean_correct(done: dict[str, list[dict]]) -> float:

@@ -12,6 +12,7 @@ updates -> sync the engine's weights. Manual optimisation throughout (never ``op
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Callable
 
@@ -53,7 +54,8 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
 
 class RLModule(L.LightningModule):
     def __init__(self, cfg, policy, ref, tokenizer, make_prompt: Callable, reward_fn: Callable,
-                 engine_factory: Callable, metrics_sink: Callable | None = None) -> None:
+                 engine_factory: Callable, metrics_sink: Callable | None = None,
+                 on_start: Callable | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
@@ -66,6 +68,7 @@ class RLModule(L.LightningModule):
         self.engine_factory = engine_factory
         self.engine = None
         self.metrics_sink = metrics_sink
+        self.on_start = on_start
         self.rollout_step = 0
         self.optimizer_steps = 0
         self.bad_steps = 0
@@ -89,8 +92,10 @@ class RLModule(L.LightningModule):
     def on_train_start(self) -> None:
         if self.ref is not None:
             self.ref.to(self.device)
-        if self.engine is None:
+        if self.engine is None:  # built here: vLLM under DDP needs the process group to exist
             self.engine = self.engine_factory(self.policy)
+        if self.on_start is not None:
+            self.on_start(self.engine)
 
     def _newline_mask(self, ids: torch.Tensor) -> torch.Tensor:
         if self._newline_ids is None:
@@ -167,7 +172,16 @@ class RLModule(L.LightningModule):
                       on_step=True, batch_size=len(gens))
         if self.metrics_sink is not None:
             self.metrics_sink(metrics)
+        if os.environ.get("HARNESS_TRACE_DIR"):  # per-rank trace for multi-process tests
+            self._trace(batch)
         return None
+
+    def _trace(self, batch) -> None:
+        from harness.results import append_jsonl
+
+        checksum = sum(p.detach().double().sum().item() for p in self.policy.parameters())
+        append_jsonl(os.path.join(os.environ["HARNESS_TRACE_DIR"], f"rank{self.global_rank}.jsonl"),
+                     [{"step": self.rollout_step, "prompts": [p.id for p in batch], "param_sum": checksum}])
 
     # ------------------------------------------------------------------ update
     def _update(self, rollout: Rollout, adv, ids, attn, T) -> dict:

@@ -76,9 +76,12 @@ class FileSource:
 
 def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -> list[tuple[str, str]]:
     import datasets
+    from datasets.utils import logging as ds_logging
 
     path = Path(source)
     suffix = path.suffix.lower()
+    bars_were_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()   # no "Generating train split" bars on stderr
     try:
         if path.exists():
             if suffix not in (".jsonl", ".json", ".parquet"):
@@ -95,6 +98,9 @@ def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -
         raise
     except Exception as err:  # datasets raises many types (network, format)
         raise HarnessError(f"cannot load train data {source!r}: {str(err).splitlines()[0][:200]}") from None
+    finally:
+        if bars_were_on:
+            ds_logging.enable_progress_bar()
     for f in (problem_field, answer_field):
         if f not in ds.column_names:
             raise HarnessError(f"train data {source!r} has no field {f!r} (fields: "
@@ -118,7 +124,7 @@ def _check_jsonl(path: Path) -> None:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise HarnessError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
-    lines = [line for line in text.splitlines()]
+    lines = text.split("\n")  # not splitlines(): U+2028, \x85 ... are valid inside JSON strings
     if not any(line.strip() for line in lines):
         raise HarnessError(f"{path}: empty file")
     if path.suffix == ".jsonl":

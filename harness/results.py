@@ -24,12 +24,14 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]{0,127}$")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 via a temp file + ``os.replace`` (unencodable lone surrogates become
+    ``\\udcXX`` escapes: exact inside JSON strings, visible rather than a crash elsewhere)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -44,11 +46,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
-    """Append records, one JSON object per line, and flush them to disk."""
+    """Append records, one JSON object per line, and flush them to disk.
+
+    Lone surrogates (text decoded with ``errors="surrogateescape"``) cannot be encoded as UTF-8; they
+    are written as JSON ``\\udcXX`` escapes, so the file stays valid UTF-8 and reads back unchanged.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -68,7 +74,7 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
     if repair and end < len(raw):
         with open(path, "r+b") as f:
             f.truncate(end)
-    return [json.loads(line) for line in raw[:end].decode("utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in raw[:end].decode("utf-8").split("\n") if line.strip()]
 
 
 def validate_run_name(name: str) -> str:
@@ -88,6 +94,12 @@ def prepare_run_dir(results_dir: str | os.PathLike, name: str, *, overwrite: boo
     call again with ``create=True`` once all input has been validated.
     """
     run_dir = Path(results_dir) / validate_run_name(name)
+    root = Path(results_dir)
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise HarnessError(f"results directory {str(root)!r} is not a folder ({existing} is a file)")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HarnessError(f"run directory {run_dir} exists and is not a folder")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not (overwrite or resume):
             raise HarnessError(f"run directory {run_dir} already exists: pass --resume to continue "

@@ -80,7 +80,7 @@ def _read_samples(path: Path) -> list[dict]:
     """Strictly read ``samples.jsonl``, keeping only problem_id and correct (a bad line is an error, not dropped)."""
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): responses may hold U+2028
     except FileNotFoundError:
         raise HarnessError(f"{path}: missing file (needed for the significance tests)") from None
     for i, line in enumerate(lines, 1):

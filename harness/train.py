@@ -105,7 +105,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
 
     # ---- validate all input before touching the results directory
     benches = resolve_benchmarks(cfg.data.bench)
-    prepare_run_dir(cfg.results_dir, cfg.run_name, overwrite=overwrite, resume=resume, create=False)
+    rank = env_rank(cfg)
+    if rank == 0:  # ranks > 0 start after rank 0 created the directory
+        prepare_run_dir(cfg.results_dir, cfg.run_name, overwrite=overwrite, resume=resume, create=False)
     check_engine(cfg.rollout.engine)
     limit = cfg.eval.limit or None
     for b in benches:
@@ -117,28 +119,30 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
     policy, tokenizer = load_model(cfg.model.name, **mkw)
     ref, _ = load_model(cfg.model.name, **mkw)
 
-    # ---- from here on we write
-    run_dir = prepare_run_dir(cfg.results_dir, cfg.run_name, overwrite=overwrite, resume=resume)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    atomic_write_json(run_dir / "env.json", environment())
+    # ---- from here on we write (rank 0 only; under DDP the other ranks re-run this function)
+    run_dir = Path(cfg.results_dir) / cfg.run_name
     info = {"name": cfg.run_name, "algo": cfg.algo.name, "label": label or cfg.algo.name, "seed": cfg.seed,
             "status": "running", "benches": list(benches), "settings": dict(settings or {}), "started": time.time()}
-    prev = run_dir / "run.json"
-    if prev.exists() and label is None and settings is None:
-        old = json.loads(prev.read_text())
-        info["label"], info["settings"] = old.get("label", info["label"]), old.get("settings", {})
-    atomic_write_json(prev, info)
+    if rank == 0:
+        run_dir = prepare_run_dir(cfg.results_dir, cfg.run_name, overwrite=overwrite, resume=resume)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write_json(run_dir / "env.json", environment())
+        prev = run_dir / "run.json"
+        if prev.exists() and label is None and settings is None:
+            old = json.loads(prev.read_text())
+            info["label"], info["settings"] = old.get("label", info["label"]), old.get("settings", {})
+        atomic_write_json(prev, info)
 
     t_start = time.time()
-    make = engine_factory(cfg, tokenizer)
     with Grader() as grader:
-        engine = make(policy)
-        if cfg.eval.before:
-            _evaluate(cfg, engine, tokenizer, benches, run_dir / "eval_base", grader)
-        sink = _metrics_sink(cfg, run_dir)
+        sink = _metrics_sink(cfg, run_dir) if rank == 0 else None
+
+        def evaluate_base(engine) -> None:  # called once the process group exists (on_train_start)
+            if cfg.eval.before:
+                _evaluate(cfg, engine, tokenizer, benches, run_dir / "eval_base", grader)
+
         module = RLModule(cfg, policy, ref, tokenizer, make_prompt_fn(tokenizer), make_reward_fn(grader),
-                          make, metrics_sink=sink)
-        module.engine = engine
+                          engine_factory(cfg, tokenizer), metrics_sink=sink, on_start=evaluate_base)
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
             num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy,
@@ -151,7 +155,11 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
             policy.save_pretrained(run_dir / "checkpoint" / "final")
             tokenizer.save_pretrained(run_dir / "checkpoint" / "final")
         if cfg.eval.after:
-            _evaluate(cfg, engine, tokenizer, benches, run_dir / "eval", grader)
+            _evaluate(cfg, module.engine, tokenizer, benches, run_dir / "eval", grader)
+        if hasattr(module.engine, "close"):
+            module.engine.close()
+    if not trainer.is_global_zero:
+        return run_dir
     if sink.wandb_run is not None:
         from harness.wandb_log import log_run_evals
         log_run_evals(sink.wandb_run, run_dir)
@@ -161,6 +169,29 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
     return run_dir
 
 
+def env_rank(cfg: RunConfig) -> int:
+    """This process's global rank before Lightning has set up the process group.
+
+    Lightning's DDP launcher re-runs the command for ranks > 0 with LOCAL_RANK/NODE_RANK set;
+    torchrun and SLURM set RANK for every process.
+    """
+    import os
+
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "LOCAL_RANK" in os.environ:
+        return int(os.environ.get("NODE_RANK", 0)) * cfg.trainer.devices + int(os.environ["LOCAL_RANK"])
+    return 0
+
+
+def _shard() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _evaluate(cfg: RunConfig, engine, tokenizer, benches, out_dir: Path, grader) -> None:
     from harness.evaluate import evaluate
 
@@ -168,7 +199,7 @@ def _evaluate(cfg: RunConfig, engine, tokenizer, benches, out_dir: Path, grader)
              temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
              max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
              limit=cfg.eval.limit or None, seed=cfg.seed, data_dir=cfg.data.data_dir,
-             batch_size=cfg.eval.batch_size, grader=grader, progress=cfg.log.progress)
+             batch_size=cfg.eval.batch_size, grader=grader, progress=cfg.log.progress, shard=_shard())
 
 
 def _metrics_sink(cfg: RunConfig, run_dir: Path):

@@ -81,8 +81,8 @@ def config_from_args(args: argparse.Namespace):
     overrides = []
     for flag, key in FLAGS.items():
         value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
+        if value is not None:  # an empty value stays "" (OmegaConf would read `key=` as null)
+            overrides.append(f"{key}={value}" if value != "" else f"{key}=''")
     if args.wandb:
         overrides.append("log.wandb=true")
     overrides += parse_overrides(args.overrides_raw)
