@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("HARNESS_LOG", "WARNING"),
                         format="%(levelname)s %(name)s: %(message)s")
+    for name in ("lightning.pytorch", "lightning.fabric"):  # hide hardware/tip banners
+        logging.getLogger(name).setLevel(os.environ.get("HARNESS_LOG", "WARNING"))
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
