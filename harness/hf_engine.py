@@ -2,8 +2,8 @@
 
 The engine shares the policy module, so ``sync_weights`` is a no-op. Prompts are left-padded and
 sampled in chunks of ``batch_size`` rows (prompt x n). On CUDA, ``static_cache=True`` switches
-``generate`` to ``cache_implementation="static"`` (launch-bound decoding gets several times faster)
-and ``compile=True`` additionally compiles the forward pass.
+``generate`` to ``cache_implementation="static"``: launch-bound decoding gets several times faster,
+and transformers compiles the decoding forward pass by itself when the cache is static.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from harness.rollout import ENGINES, Generation, SamplingParams, seeded
 
 class HFEngine:
     def __init__(self, model, tokenizer, *, batch_size: int = 256, static_cache: bool = False,
-                 compile: bool = False, **_ignored) -> None:
+                 **_ignored) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.static_cache = static_cache
-        self.compile = compile
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -59,8 +58,6 @@ class HFEngine:
                     kwargs.update(do_sample=False)
                 if self.static_cache:
                     kwargs.update(cache_implementation="static")
-                    if self.compile:
-                        kwargs.update(compile_config=None)
                 with seeded(base_seed * 1_000_003 + start):
                     seqs = self.model.generate(input_ids=input_ids.to(device),
                                                attention_mask=attn.to(device), **kwargs)
