@@ -82,7 +82,8 @@ class TrainConfig:
     epochs: int = 1                     # passes over each rollout batch (PPO epochs)
     mini_batches: int = 1               # optimizer steps per epoch
     micro_batch_size: int = 64          # rows per forward/backward (gradient accumulation)
-    save_every: int = 0                 # resumable checkpoint every N steps (0: only at the end)
+    save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
+    keep_last: bool = False             # keep checkpoint/last (optimizer state) once the run finished
     max_bad_steps: int = 5              # stop after this many consecutive non-finite loss/gradient steps
 
     def __post_init__(self) -> None:

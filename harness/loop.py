@@ -4,9 +4,15 @@ Per step (``RLModule.training_step``): take this rank's prompts -> sample ``n`` 
 the rollout engine -> grade them (outcome reward 1/0) -> old-policy and reference log-probs without
 grad -> the plugin's advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss,
 each accumulated over micro-batches, with gradient clipping and a guard that skips non-finite
-updates -> sync the engine's weights. Manual optimisation throughout (never ``optimizer_step``);
-``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
-``global_step`` counts optimizer steps.
+updates -> sync the engine's weights -> every ``train.save_every`` steps (and after the last one) a
+resumable checkpoint (:mod:`harness.checkpoint`). Manual optimisation throughout (never
+``optimizer_step``); ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because
+Lightning's ``global_step`` counts optimizer steps.
+
+A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation, which must
+see the base weights): weights, optimizer, lr schedule, RNG states and the step counters. Every
+random choice of a step is seeded by the step number (sampling, mini-batch order) and the prompts
+are indexed by step, so a resumed run follows the uninterrupted trajectory.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
+from harness.errors import HarnessError
 from harness.rollout import SamplingParams
 
 
-class NonFiniteError(RuntimeError):
-    """Raised after too many consecutive non-finite steps."""
+class NonFiniteError(HarnessError, RuntimeError):
+    """Raised after ``train.max_bad_steps`` consecutive non-finite updates (a one-line CLI error, exit 2)."""
 
 
 def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int,
@@ -55,7 +62,8 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
 class RLModule(L.LightningModule):
     def __init__(self, cfg, policy, ref, tokenizer, make_prompt: Callable, reward_fn: Callable,
                  engine_factory: Callable, metrics_sink: Callable | None = None,
-                 on_start: Callable | None = None) -> None:
+                 on_start: Callable | None = None, save_checkpoint: Callable | None = None,
+                 resume_from=None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
@@ -69,6 +77,8 @@ class RLModule(L.LightningModule):
         self.engine = None
         self.metrics_sink = metrics_sink
         self.on_start = on_start
+        self.save_checkpoint = save_checkpoint   # (module) -> None, called on every rank
+        self.resume_from = resume_from           # checkpoint/last folder to continue from, or None
         self.rollout_step = 0
         self.optimizer_steps = 0
         self.bad_steps = 0
@@ -96,6 +106,26 @@ class RLModule(L.LightningModule):
             self.engine = self.engine_factory(self.policy)
         if self.on_start is not None:
             self.on_start(self.engine)
+        if self.resume_from is not None:
+            self._resume(self.resume_from)
+
+    # ------------------------------------------------------------------ checkpoints
+    def counters(self) -> dict:
+        return {"step": self.rollout_step, "optimizer_steps": self.optimizer_steps,
+                "skipped_updates": self.skipped_updates, "bad_steps": self.bad_steps,
+                "world_size": self.trainer.world_size}
+
+    def _resume(self, folder) -> None:
+        from harness import checkpoint
+
+        state = checkpoint.load(folder, policy=self.policy, optimizer=self.optimizers().optimizer,
+                                scheduler=self.lr_schedulers(), rank=self.global_rank)
+        if state.get("world_size", 1) != self.trainer.world_size:
+            raise HarnessError(f"checkpoint {folder} was written by {state.get('world_size')} processes, "
+                               f"this run has {self.trainer.world_size}: resume with the same devices")
+        self.rollout_step, self.optimizer_steps = state["step"], state["optimizer_steps"]
+        self.skipped_updates, self.bad_steps = state["skipped_updates"], state["bad_steps"]
+        self.engine.sync_weights(self.policy)
 
     def _newline_mask(self, ids: torch.Tensor) -> torch.Tensor:
         if self._newline_ids is None:
@@ -174,6 +204,10 @@ class RLModule(L.LightningModule):
             self.metrics_sink(metrics)
         if os.environ.get("HARNESS_TRACE_DIR"):  # per-rank trace for multi-process tests
             self._trace(batch)
+        every = cfg.train.save_every
+        if self.save_checkpoint is not None and (
+                (every and self.rollout_step % every == 0) or self.rollout_step == cfg.train.steps):
+            self.save_checkpoint(self)
         return None
 
     def _trace(self, batch) -> None:
@@ -208,14 +242,14 @@ class RLModule(L.LightningModule):
                                                    with_entropy=True)
                     loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo,
                                                       num_tokens=num_tokens, num_seqs=num_seqs)
-                    if not torch.isfinite(loss):
+                    if not torch.isfinite(loss):  # still backward: DDP ranks must all reduce gradients
                         finite = False
-                        break
                     self.manual_backward(loss)
-                    for k, v in st.items():
-                        sums[k] = sums.get(k, 0.0) + v
+                    if finite:
+                        for k, v in st.items():
+                            sums[k] = sums.get(k, 0.0) + v
                 grad_norm = self._grad_norm()
-                if finite and math.isfinite(grad_norm):
+                if self._all_ranks(finite) and math.isfinite(grad_norm):
                     if cfg.train.grad_clip > 0:
                         self.clip_gradients(opt, gradient_clip_val=cfg.train.grad_clip,
                                             gradient_clip_algorithm="norm")
@@ -230,12 +264,20 @@ class RLModule(L.LightningModule):
                     self.bad_steps += 1
                     if self.bad_steps >= cfg.train.max_bad_steps:
                         raise NonFiniteError(
-                            f"{self.bad_steps} consecutive updates had a non-finite loss or gradient; "
-                            "stopping (the last good checkpoint is kept)")
+                            f"{self.bad_steps} consecutive updates (up to RL step {self.rollout_step + 1}) "
+                            "had a non-finite loss or gradient (train.max_bad_steps="
+                            f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
+                            "(lower train.lr, or resume with --resume)")
                 n_updates += 1
         out = {k: v / max(n_updates, 1) for k, v in sums.items()}
         out["grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
         return out
+
+    def _all_ranks(self, flag: bool) -> bool:
+        """``flag`` and-ed over every process (the same skip decision on every DDP rank)."""
+        if self.trainer.world_size == 1:
+            return flag
+        return bool(self.all_gather(torch.tensor(float(flag), device=self.device)).min().item() > 0)
 
     def _grad_norm(self) -> float:
         grads = [p.grad.detach().float().norm() for p in self.policy.parameters() if p.grad is not None]

@@ -11,8 +11,8 @@ Layout (documented in ``results/README.md``, "Sweeps")::
     results/<sweep>/logs/<run>.log     stdout/stderr of each attempt of that run
 
 Every configuration is built and validated (``build_config``) before anything is written, so a bad grid leaves
-nothing on disk. Rerunning the same command skips finished runs (``run.json`` status ``finished``) and redoes the
-others; a different config, base overrides or grid under the same name is refused unless ``--overwrite``. The
+nothing on disk. Rerunning the same command skips finished runs (``run.json`` status ``finished``) and resumes the
+others from their last checkpoint (``REDO_UNFINISHED``); a different config, base overrides or grid under the same name is refused unless ``--overwrite``. The
 seeds may change between invocations (e.g. to add seeds).
 
 Each run executes in its own process (``python -m harness.sweep RUN_SPEC_JSON``, see :func:`worker_main`) because
@@ -44,8 +44,8 @@ from harness.results import atomic_write_json, validate_run_name
 MANIFEST = "sweep.json"
 SCHEMA_VERSION = 1
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
-# (continue from its last checkpoint, once harness.train.run supports it). This is the only line to change.
-REDO_UNFINISHED = "overwrite"
+# (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
+REDO_UNFINISHED = "resume"
 # keys the sweep itself sets for every run; a grid or base override may not set them
 RESERVED = {"name": "--name names the sweep; runs are named after their settings",
             "seed": "use --seeds", "results_dir": "use --results-dir"}

@@ -146,11 +146,11 @@ def test_evaluation_of_1000_adversarial_responses(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     print({k: v for k, v in info.items() if k != "summary"})
-    # bounded time: N_TOWERS timeouts on 2 workers plus fast grading (~30 s here; generous for slow CI)
+    # bounded time: N_TOWERS timeouts on 2 workers plus fast grading (measured: ~27-31 s on 2 busy cores)
     assert info["time_s"] < 120, info["time_s"]
     assert info["timeouts"] + info["errors"] >= N_TOWERS // 2
     # bounded memory: the responses total ~125 MB; everything else is a constant
-    assert info["rss_peak"] - info["rss_before"] < 1.5 * 2**30, info
+    assert info["rss_peak"] - info["rss_before"] < 2**30, info   # measured: ~0.28 GiB
     s = info["summary"]
     assert s["num_problems"] == N_PROBLEMS and s["num_samples"] == N_PROBLEMS * N_SAMPLES
     assert s["avg@n"] == pytest.approx(0.5, abs=1e-12) and s["pass@k"]["1"] == pytest.approx(0.5, abs=1e-12)

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 import harness.loop as loop
+from harness.cli import main
 from harness.config import build_config
+from harness.errors import HarnessError
 from harness.train import run
 
 FAST = ["algo.name=grpo", "rollout.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=24",
@@ -103,6 +105,26 @@ def test_consecutive_bad_steps_stop_the_run(tmp_path, monkeypatch, tiny_path):
     with pytest.raises(loop.NonFiniteError) as err:
         run(cfg)
     msg = str(err.value)
-    assert "\n" not in msg and "3 consecutive" in msg
+    assert "\n" not in msg and "3 consecutive" in msg and isinstance(err.value, HarnessError)
     rows = _metrics(tmp_path / "r")
     assert [r["skipped_updates"] for r in rows] == [1, 2]   # the third bad step raises before it is logged
+
+
+@pytest.mark.slow
+def test_bad_steps_through_the_cli_keep_the_last_checkpoint(tmp_path, monkeypatch, capsys, tiny_path):
+    """Steps 3.. are NaN, max_bad_steps=2: exit 2 with one line; checkpoint/last is step 3 = the step-2 weights."""
+    from safetensors.torch import load_file
+
+    state = _poison(monkeypatch, {3, 4, 5, 6}, "nan_loss")
+    argv = ["run", "--algo", "grpo", "--steps", "6", "--name", "r", "--results-dir", str(tmp_path),
+            "--train.max_bad_steps", "2", "--train.save_every", "1", *[f"--{o}" for o in FAST[1:]]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 consecutive updates (up to RL step 4)") and err.count("\n") == 1, err
+    last = tmp_path / "r" / "checkpoint" / "last"
+    assert json.loads((last / "state.json").read_text())["step"] == 3
+    saved = load_file(str(last / "model.safetensors"))
+    after_step2 = state["params"][2][1]
+    assert all(torch.equal(saved[k], after_step2[k]) for k in saved)
+    assert not (tmp_path / "r" / "checkpoint" / "final").exists()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "running"

@@ -121,10 +121,11 @@ def _fake_runner(calls: list, fail: set):
     def runner(spec: dict, log_path: Path) -> int:
         cfg = build_config(spec["config"], spec["overrides"])
         run_dir = Path(cfg.results_dir) / cfg.run_name
-        calls.append((cfg.run_name, bool(spec.get("overwrite"))))
+        calls.append((cfg.run_name, bool(spec.get("overwrite") or spec.get("resume"))))
         if spec.get("overwrite"):
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)  # fails if an unfinished directory was not redone with overwrite
+        # fails if an unfinished directory was not redone (overwrite) or continued (resume)
+        run_dir.mkdir(parents=True, exist_ok=bool(spec.get("resume")))
         status = "running" if cfg.run_name in fail else "finished"
         (run_dir / "run.json").write_text(json.dumps({"status": status, "label": spec["label"],
                                                       "settings": spec["settings"], "seed": cfg.seed}))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from harness.errors import HarnessError
 
@@ -86,7 +87,35 @@ def config_from_args(args: argparse.Namespace):
     if args.wandb:
         overrides.append("log.wandb=true")
     overrides += parse_overrides(args.overrides_raw)
+    if getattr(args, "resume", False):  # the run's own config.yaml is the base: `run --resume --name X` suffices
+        yaml_data = _merge(saved_config(yaml_data, overrides), yaml_data)
     return build_config(yaml_data, overrides)
+
+
+def saved_config(yaml_data: dict, overrides: list[str]) -> dict:
+    """``config.yaml`` of the run being resumed ({} when there is none yet)."""
+    import yaml
+
+    from harness.config import build_config
+    from harness.results import validate_run_name
+
+    given = dict(o.split("=", 1) for o in overrides)
+    name = given.get("name") or yaml_data.get("name")
+    if not name:  # the default name needs the algorithm, bench and seed
+        name = build_config(yaml_data, overrides).run_name
+    root = Path(given.get("results_dir") or yaml_data.get("results_dir") or "results")
+    path = root / validate_run_name(str(name).strip("'\"")) / "config.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
