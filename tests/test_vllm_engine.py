@@ -156,3 +156,26 @@ def test_too_long_prompt_is_a_user_error(setup):
     engine = setup[2]
     with pytest.raises(HarnessError, match=r"exceeds the vllm engine's max_model_len \(256\)"):
         engine.generate(["y" * 250], GREEDY)
+
+
+@pytest.mark.slow
+def test_short_rl_run_with_vllm_engine(tmp_path, tiny_path):
+    """Issue 5: a short RL run with --engine vllm completes with finite metrics (weights synced each step)."""
+    pytest.importorskip("vllm")
+    import json
+    import math
+
+    from tests.conftest import run_cli
+
+    proc = run_cli(["run", "--algo", "prl", "--steps", "3", "--engine", "vllm", "--name", "v",
+                    "--results-dir", str(tmp_path), "--rollout.prompts_per_step", "4", "--rollout.n", "4",
+                    "--rollout.max_new_tokens", "32", "--eval.limit", "8", "--eval.n", "2",
+                    "--log.progress", "false"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "v" / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert all(math.isfinite(r[k]) for k in ("reward_mean", "kl", "pg_loss", "grad_norm", "entropy"))
+    assert rows[-1]["kl"] != 0  # the policy moved away from the reference (k1 estimate, either sign)
+    summary = json.loads((tmp_path / "v" / "eval" / "arith" / "summary.json").read_text())
+    assert summary["num_samples"] == 16 and summary["settings"]["engine"] == "VLLMEngine"
