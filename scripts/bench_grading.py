@@ -30,14 +30,7 @@ REASONING = ("We start by restating the problem. Let $x$ denote the unknown quan
              "give $2x + 3 = 7$, hence $x = 2$, and substituting back we simplify step by step: "
              "$\\frac{a+b}{2} \\ge \\sqrt{ab}$ with equality iff $a = b$. Checking the edge cases "
              "confirms the value.\n\nTherefore, the final answer is $\\boxed{%s}$.")
-PATHOLOGICAL = {
-    "1 MB of text": "x" * 500_000 + "\\boxed{" + "y+" * 250_000 + "}",
-    "10,000 nested braces": "{" * 10_000 + "1" + "}" * 10_000,
-    "\\boxed{10^{10^{10^{10}}}}": "The answer is $\\boxed{10^{10^{10^{10}}}}$",
-    "\\boxed{(10^{10})!}": "The answer is $\\boxed{(10^{10})!}$",
-    "1,000 x \\boxed{}": "\\boxed{}" * 1000,
-    "2,000 nested \\boxed": "\\boxed{" * 2000 + "1" + "}" * 2000,
-}
+from benchmarks.pathological import PATHOLOGICAL  # noqa: E402
 
 
 def throughput(grader: Grader, data_dir: str, n: int) -> None:

@@ -199,14 +199,7 @@ def test_bad_arguments():
 
 # --------------------------------------------------------------------------- pathological responses
 
-PATHOLOGICAL = {
-    "1MB": "x" * 500_000 + "\\boxed{" + "y+" * 250_000 + "}",
-    "nested": "{" * 10_000 + "1" + "}" * 10_000,
-    "tower": "The answer is $\\boxed{10^{10^{10^{10}}}}$",
-    "factorial": "The answer is $\\boxed{(10^{10})!}$",
-    "thousand_boxes": "\\boxed{}" * 1000,
-    "nested_boxes": "\\boxed{" * 2000 + "1" + "}" * 2000,
-}
+from benchmarks.pathological import PATHOLOGICAL  # noqa: E402
 
 
 def test_pathological_responses_are_incorrect_within_timeout():
