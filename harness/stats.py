@@ -23,13 +23,14 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from harness.metrics import pass_at_k
 
 from harness.errors import HarnessError
 
@@ -241,16 +242,6 @@ def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[list[float], li
 # from samples to paired arrays
 
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased per-problem pass@k, Chen et al. 2021 product form (METRICS.md 1).
-
-    Private copy: ``harness.metrics.pass_at_k`` was not available when this module was written.
-    """
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / j for j in range(n - c + 1, n + 1))
-
-
 def _parse_metric(metric: str, n: int) -> int | None:
     """``"avg"``/``"avg@n"`` -> None; ``"pass@k"`` (k an integer, or the letter n) -> k."""
     if metric in ("avg", "avg@n", f"avg@{n}"):
@@ -293,7 +284,7 @@ def per_problem_scores(samples: Iterable[Mapping], metric: str, n: int) -> dict[
     for pid, (total, c) in counts.items():
         if total != n:
             raise HarnessError(f"problem '{pid}' has {total} samples (expected n={n})")
-        out[pid] = c / n if k is None else _pass_at_k(n, c, k)
+        out[pid] = c / n if k is None else pass_at_k(n, c, k)
     return out
 
 

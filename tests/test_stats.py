@@ -13,8 +13,9 @@ import pytest
 from scipy import stats as sps
 
 from harness.errors import HarnessError
+from harness.metrics import pass_at_k
 from harness.stats import (
-    _pass_at_k, combine_seeds, holm, mcnemar, mean_std, paired_arrays, paired_bootstrap, per_problem_scores,
+    combine_seeds, holm, mcnemar, mean_std, paired_arrays, paired_bootstrap, per_problem_scores,
     permutation_test,
 )
 
@@ -199,8 +200,8 @@ def test_bad_options_raise():
     (16, 13, 4, 1.0), (8, 1, 8, 1.0), (256, 5, 64, 0.7658075306),
 ])
 def test_pass_at_k_vectors(n, c, k, expected):
-    assert _pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-10)
-    assert _pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-10)
+    assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
 
 
 def _samples(counts: dict[str, int], n: int) -> list[dict]:
