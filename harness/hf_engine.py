@@ -1,32 +1,63 @@
-"""The transformers rollout engine: batched ``model.generate`` on the policy itself.
+"""The transformers rollout engine: batched sampling with the policy's own weights.
 
-The engine shares the policy module, so ``sync_weights`` is a no-op. Prompts are left-padded and
-sampled in chunks of ``batch_size`` rows (prompt x n). On CUDA, ``static_cache=True`` switches
-``generate`` to ``cache_implementation="static"``: launch-bound decoding gets several times faster,
-and transformers compiles the decoding forward pass by itself when the cache is static.
+Prompts are left-padded and sampled in chunks of ``batch_size`` rows (prompt x n) by one of two
+samplers (``sampler``):
+
+* ``kv`` (default): :class:`harness.kv_decode.KVDecoder`, a lean KV-cache loop over the model's
+  weights for Llama-family models (Llama, Mistral, Qwen2, Qwen3); it reads fused copies of the
+  projection weights, which ``sync_weights`` rebuilds after every optimizer step. Other
+  architectures fall back to ``generate`` (said once in the log).
+* ``generate``: transformers' ``model.generate``. On CUDA, ``static_cache=True`` switches it to
+  ``cache_implementation="static"`` (transformers then compiles the decoding step itself).
+
+Both sample from the same distribution (temperature, top-p, no top-k, stop at EOS).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import torch
 
+from harness.errors import HarnessError
+
 from harness.rollout import ENGINES, Generation, SamplingParams, seeded
+
+log = logging.getLogger(__name__)
+SAMPLERS = ("kv", "generate")
 
 
 class HFEngine:
     def __init__(self, model, tokenizer, *, batch_size: int = 256, static_cache: bool = False,
-                 **_ignored) -> None:
-        self.model = model
+                 sampler: str = "kv", **_ignored) -> None:
+        if sampler not in SAMPLERS:
+            raise HarnessError(f"unknown hf sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.static_cache = static_cache
+        self.sampler = sampler
+        self.decoder = None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self.sync_weights(model)
 
     def sync_weights(self, model) -> None:
+        """Point at ``model`` and rebuild the KV sampler's fused weights from its parameters."""
         self.model = model
+        if self.sampler != "kv" or self.static_cache:
+            return
+        if self.decoder is not None and self.decoder.model is model:
+            self.decoder.refresh()
+            return
+        from harness.kv_decode import KVDecoder, unsupported_reason
+
+        reason = unsupported_reason(model)
+        if reason is None:
+            self.decoder = KVDecoder(model)
+        else:
+            self.decoder = None
+            log.warning("hf engine: the kv sampler does not cover %s; using model.generate", reason)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
@@ -35,7 +66,6 @@ class HFEngine:
         eos = tok.eos_token_id
         prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         rows = [(i, ids) for i, ids in enumerate(prompt_ids) for _ in range(params.n)]
-        device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
         out: list[Generation] = []
@@ -43,35 +73,49 @@ class HFEngine:
         try:
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start:start + self.batch_size]
-                width = max(len(ids) for _, ids in chunk)
-                input_ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-                attn = torch.zeros((len(chunk), width), dtype=torch.long)
-                for r, (_, ids) in enumerate(chunk):  # left padding
-                    input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-                    attn[r, width - len(ids):] = 1
-                kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=eos,
-                              pad_token_id=tok.pad_token_id)
-                if params.temperature > 0:
-                    kwargs.update(do_sample=True, temperature=params.temperature,
-                                  top_p=params.top_p, top_k=0)
-                else:
-                    kwargs.update(do_sample=False)
-                if self.static_cache:
-                    kwargs.update(cache_implementation="static")
                 with seeded(base_seed * 1_000_003 + start):
-                    seqs = self.model.generate(input_ids=input_ids.to(device),
-                                               attention_mask=attn.to(device), **kwargs)
-                for r, (pi, ids) in enumerate(chunk):
-                    resp = seqs[r, width:].tolist()
+                    if self.decoder is not None:
+                        seqs = self.decoder.sample(
+                            [ids for _, ids in chunk], max_new_tokens=params.max_new_tokens,
+                            eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                            temperature=params.temperature, top_p=params.top_p)
+                    else:
+                        seqs = self._generate(chunk, params)
+                resps, reasons = [], []
+                for resp in seqs.tolist():
                     reason = "length"
                     if eos in resp:
                         resp = resp[:resp.index(eos) + 1]
                         reason = "stop"
-                    out.append(Generation(pi, ids, resp, tok.decode(resp, skip_special_tokens=True),
-                                          reason))
+                    resps.append(resp)
+                    reasons.append(reason)
+                texts = tok.batch_decode(resps, skip_special_tokens=True)
+                out += [Generation(pi, ids, resp, text, reason)
+                        for (pi, ids), resp, text, reason in zip(chunk, resps, texts, reasons)]
         finally:
             self.model.train(was_training)
         return out
+
+    def _generate(self, chunk, params: SamplingParams) -> torch.Tensor:
+        """``model.generate`` on left-padded rows; returns the new tokens [rows, T]."""
+        tok = self.tokenizer
+        width = max(len(ids) for _, ids in chunk)
+        input_ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, (_, ids) in enumerate(chunk):  # left padding
+            input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attn[r, width - len(ids):] = 1
+        kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False)
+        if self.static_cache:
+            kwargs.update(cache_implementation="static")
+        device = next(self.model.parameters()).device
+        seqs = self.model.generate(input_ids=input_ids.to(device), attention_mask=attn.to(device), **kwargs)
+        return seqs[:, width:]
 
 
 ENGINES.register("hf", HFEngine)

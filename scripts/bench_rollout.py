@@ -1,7 +1,9 @@
 """Rollout throughput: the vLLM engine vs the transformers engine, side by side (issue 5).
 
-Both engines sample the same prompts (``arith`` training problems) with the same settings from
-the same policy; the script prints generated tokens per second for each, their ratio, the vLLM
+The engines sample the same prompts (``arith`` training problems) with the same settings from
+the same policy: vLLM, the transformers engine with its KV-cache sampler (``hf_sampler=kv``, the
+default) and with ``model.generate`` (``hf_sampler=generate``). The script prints generated tokens per
+second for each, the ratios to ``generate``, the vLLM
 start time and the in-memory weight-sync time. A warm-up call precedes the timed calls, which
 alternate between the engines (the median is kept) so that load from other processes hits both.
 An untrained model rarely samples EOS, so its responses all run to ``--max-new-tokens``; a
@@ -88,9 +90,9 @@ def main() -> None:
     t0 = time.perf_counter()
     vllm_engine.sync_weights(model)
     sync_s = time.perf_counter() - t0
-    hf_engine = HFEngine(model, tok, batch_size=args.batch_size)
-
-    engines = {"transformers": hf_engine, "vllm": vllm_engine}
+    engines = {"generate": HFEngine(model, tok, batch_size=args.batch_size, sampler="generate"),
+               "kv": HFEngine(model, tok, batch_size=args.batch_size, sampler="kv"),
+               "vllm": vllm_engine}
     runs: dict[str, list[float]] = {name: [] for name in engines}
     for engine in engines.values():
         engine.generate(prompts[:4], warm)
@@ -100,8 +102,9 @@ def main() -> None:
             runs[name].append(tokens / secs)
     rate = {name: statistics.median(r) for name, r in runs.items()}
     for name, r in runs.items():
-        print(f"{name:>12}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)})")
-    print(f"vllm / transformers: {rate['vllm'] / rate['transformers']:.1f}x  "
+        print(f"{name:>9}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)})")
+    print(f"vllm / generate: {rate['vllm'] / rate['generate']:.2f}x, kv / generate: "
+          f"{rate['kv'] / rate['generate']:.2f}x, vllm / kv: {rate['vllm'] / rate['kv']:.2f}x  "
           f"(vllm start {start_s:.1f} s, weight sync {sync_s * 1e3:.0f} ms)")
 
 
