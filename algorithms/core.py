@@ -39,7 +39,8 @@ class Rollout:
     response_mask: torch.Tensor  # [B, T] float, 1 on valid response tokens (EOS included), 0 on padding
     group_ids: torch.Tensor  # [B] long, rows of the same prompt share an id
     rewards: torch.Tensor  # [B] float, outcome reward (1/0 from the grader)
-    old_logp: torch.Tensor  # [B, T] float, log pi_old of each response token (no grad)
+    old_logp: torch.Tensor | None  # [B, T] float, log pi_old (no grad); None until the update's forward pass
+    #   when the loop skips the separate old-policy pass (one update per batch, advantage not using it)
     ref_logp: torch.Tensor | None  # [B, T] float, log pi_ref (no grad), None if not computed
     newline_mask: torch.Tensor | None = None  # [B, T] bool, token text contains "\n" (PRL newline split)
 
@@ -96,6 +97,7 @@ class Algorithm:
     compute_loss: Callable  # (logp, entropy, rollout, adv, cfg, *, num_tokens, num_seqs) -> (loss, stats)
     needs_ref: bool  # whether the advantage itself needs rollout.ref_logp (kl_coef > 0 needs it too)
     summary: str  # one line for `harness ls`
+    needs_old_logp: bool = False  # whether the advantage itself needs rollout.old_logp
 
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm")
@@ -149,7 +151,8 @@ def broadcast(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def adv_dtype(rollout: Rollout) -> torch.dtype:
     """Advantages are float32, or float64 when the rollout's log-probs are float64."""
-    return torch.promote_types(rollout.old_logp.dtype, torch.float32)
+    logp = rollout.old_logp if rollout.old_logp is not None else rollout.ref_logp
+    return torch.float32 if logp is None else torch.promote_types(logp.dtype, torch.float32)
 
 
 def suffix_sum(x: torch.Tensor) -> torch.Tensor:

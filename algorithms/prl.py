@@ -114,8 +114,8 @@ def compute_prl_advantages(rollout: Rollout, cfg: PRLConfig) -> torch.Tensor:
             (and ``newline_mask`` for ``step_split="newline"``).
         cfg: :class:`PRLConfig`.
     """
-    if rollout.ref_logp is None:
-        raise ValueError("prl needs rollout.ref_logp")
+    if rollout.ref_logp is None or rollout.old_logp is None:
+        raise ValueError("prl needs rollout.old_logp and rollout.ref_logp")
     mask = rollout.response_mask.double()  # [B, T]
     d = (rollout.old_logp.detach().double() - rollout.ref_logp.detach().double()) * mask  # [B, T]
     kl_to_go = suffix_sum(d) / cfg.eta  # [B, T] S_t / eta
@@ -137,5 +137,6 @@ ALGORITHMS.register("prl", Algorithm(
     compute_advantages=compute_prl_advantages,
     compute_loss=compute_loss,
     needs_ref=True,
+    needs_old_logp=True,
     summary="PRL: GRPO outcome minus (1/eta) x step-level KL-to-ref cost-to-go (arXiv 2601.10201)",
 ))

@@ -50,14 +50,15 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    engine: str = "hf"                  # hf (transformers generate) | vllm
+    engine: str = "hf"                  # hf (transformers, in-process) | vllm
     prompts_per_step: int = 16          # prompts per RL step (per process)
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # rows per generate() call (hf)
-    static_cache: bool = False          # hf on CUDA: static KV cache (much faster decoding)
+    hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
+    static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
     gpu_memory_utilization: float = 0.2 # vllm: share of device memory (of RAM on CPU) for its KV cache
 
     def __post_init__(self) -> None:
@@ -67,6 +68,7 @@ class RolloutConfig:
         _check(0 < self.top_p <= 1, "rollout.top_p", "in (0, 1]", self.top_p)
         _check(self.max_new_tokens >= 1, "rollout.max_new_tokens", ">= 1", self.max_new_tokens)
         _check(self.batch_size >= 1, "rollout.batch_size", ">= 1", self.batch_size)
+        _check(self.hf_sampler in ("kv", "generate"), "rollout.hf_sampler", "kv or generate", self.hf_sampler)
         _check(0 < self.gpu_memory_utilization < 1, "rollout.gpu_memory_utilization", "in (0, 1)",
                self.gpu_memory_utilization)
 
@@ -139,6 +141,8 @@ class LogConfig:
     wandb_project: Optional[str] = None # setting a project also enables wandb
     wandb_group: Optional[str] = None   # sweeps group their runs
     progress: bool = True               # progress bars
+    kl_to_ref: bool = False             # log the KL to the reference even when no loss needs the reference
+                                        # (costs a reference model and one forward pass per step)
 
 
 @dataclass

@@ -1,13 +1,16 @@
 """The one Lightning RL loop shared by every algorithm.
 
 Per step (``RLModule.training_step``): take this rank's prompts -> sample ``n`` responses each with
-the rollout engine -> grade them (outcome reward 1/0) -> old-policy and reference log-probs without
-grad -> the plugin's advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss,
-each accumulated over micro-batches, with gradient clipping and a guard that skips non-finite
-updates -> sync the engine's weights -> every ``train.save_every`` steps (and after the last one) a
-resumable checkpoint (:mod:`harness.checkpoint`). Manual optimisation throughout (never
-``optimizer_step``); ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because
-Lightning's ``global_step`` counts optimizer steps.
+the rollout engine -> grade them (outcome reward 1/0) -> log-probs without grad where needed: the old
+policy's when the batch gets more than one update or the advantage uses them (PRL), otherwise the
+update pass's own detached log-probs serve (one update makes pi_old the current policy); the
+reference's when the advantage (PRL) or a KL loss needs them or ``log.kl_to_ref`` is on -> the plugin's
+advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss, each accumulated over
+micro-batches, with gradient clipping and a guard that skips non-finite updates -> sync the engine's
+weights -> every ``train.save_every`` steps (and after the last one) a resumable checkpoint
+(:mod:`harness.checkpoint`). Manual optimisation throughout (never ``optimizer_step``);
+``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
+``global_step`` counts optimizer steps.
 
 A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation, which must
 see the base weights): weights, optimizer, lr schedule, RNG states and the step counters. Every
@@ -168,7 +171,11 @@ class RLModule(L.LightningModule):
                                dtype=torch.float32, device=self.device)
         t2 = time.perf_counter()
         ids, attn, mask, T = self._collate(gens)
-        old_logp = self._logp_no_grad(self.policy, ids, attn, T) * mask
+        # One update per batch makes pi_old the current policy: its log-probs are the update pass's own
+        # (detached), so the separate no-grad pass only runs when the advantage needs them first.
+        old_logp = None
+        if cfg.train.epochs * cfg.train.mini_batches > 1 or self.algo.needs_old_logp:
+            old_logp = self._logp_no_grad(self.policy, ids, attn, T) * mask
         ref_logp = None
         if self.ref is not None:  # also logged as the KL to the reference
             ref_logp = self._logp_no_grad(self.ref, ids, attn, T) * mask
@@ -180,6 +187,7 @@ class RLModule(L.LightningModule):
                           newline_mask=self._newline_mask(resp_ids) & mask.bool())
         adv = self.algo.compute_advantages(rollout, cfg.algo)
         stats = self._update(rollout, adv, ids, attn, T)
+        old_logp = rollout.old_logp  # filled by the update pass when it was skipped above
         if self.engine is not None:
             self.engine.sync_weights(self.policy)
         t3 = time.perf_counter()
@@ -227,6 +235,7 @@ class RLModule(L.LightningModule):
         sums: dict[str, float] = {}
         norms = []
         n_updates = 0
+        fill_old = None
         for _ in range(cfg.train.epochs):
             order = torch.randperm(B, generator=gen) if cfg.train.mini_batches > 1 else torch.arange(B)
             for mb_idx in order.chunk(cfg.train.mini_batches):
@@ -240,6 +249,11 @@ class RLModule(L.LightningModule):
                     sub = rollout.select(micro)
                     logp, ent = token_logp_entropy(self.policy, ids[micro], attn[micro], T,
                                                    with_entropy=True)
+                    if sub.old_logp is None:  # on-policy: pi_old = the policy before this (only) update
+                        sub.old_logp = logp.detach() * sub.response_mask
+                        if fill_old is None:
+                            fill_old = torch.zeros_like(rollout.response_mask, dtype=logp.dtype)
+                        fill_old[micro] = sub.old_logp
                     loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo,
                                                       num_tokens=num_tokens, num_seqs=num_seqs)
                     if not torch.isfinite(loss):  # still backward: DDP ranks must all reduce gradients
@@ -269,6 +283,8 @@ class RLModule(L.LightningModule):
                             f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
                             "(lower train.lr, or resume with --resume)")
                 n_updates += 1
+        if fill_old is not None:
+            rollout.old_logp = fill_old
         out = {k: v / max(n_updates, 1) for k, v in sums.items()}
         out["grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
         return out

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from algorithms import get_algorithm, needs_ref_logp
 from harness.config import RunConfig, dump_yaml
 from harness.errors import HarnessError
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, prepare_run_dir, read_jsonl
@@ -75,7 +76,7 @@ def engine_factory(cfg: RunConfig, tokenizer):
 
     def make(model):
         return build_engine(cfg.rollout.engine, model, tokenizer, batch_size=cfg.rollout.batch_size,
-                            static_cache=cfg.rollout.static_cache,
+                            static_cache=cfg.rollout.static_cache, sampler=cfg.rollout.hf_sampler,
                             gpu_memory_utilization=cfg.rollout.gpu_memory_utilization, seed=cfg.seed)
     return make
 
@@ -134,7 +135,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
     mkw = dict(dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                attn_implementation=cfg.model.attn_implementation)
     policy, tokenizer = load_model(cfg.model.name, **mkw)
-    ref, _ = load_model(cfg.model.name, **mkw)
+    ref = None  # the frozen reference: for PRL's advantage, a KL loss term, or the logged KL (log.kl_to_ref)
+    if needs_ref_logp(get_algorithm(cfg.algo.name), cfg.algo) or cfg.log.kl_to_ref:
+        ref, _ = load_model(cfg.model.name, **mkw)
 
     # ---- from here on we write (rank 0 only; under DDP the other ranks re-run this function)
     old = plan["old"]
@@ -212,7 +215,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
 # keys that may differ between an interrupted run and its resumption: they do not change what is trained or
 # evaluated (a different batch size only changes which random numbers are drawn from then on, e.g. after an OOM)
 RESUME_MAY_CHANGE = ("train.steps", "train.save_every", "train.keep_last", "log.", "eval.batch_size",
-                     "rollout.batch_size", "rollout.static_cache", "rollout.gpu_memory_utilization",
+                     "rollout.batch_size", "rollout.static_cache", "rollout.hf_sampler", "rollout.gpu_memory_utilization",
                      "results_dir", "data.data_dir", "model.attn_implementation", "trainer.accelerator")
 
 

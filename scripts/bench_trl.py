@@ -27,12 +27,13 @@ repeats and the ratio harness / TRL. Runs use 1 torch thread by default: with 2 
 2-core machine both sides slow down 10x or more from thread oversubscription and the numbers are noise.
 
 Known differences in what a step does (same data, same sampling settings, same loss family):
-  * the harness runs two extra no-grad forward passes per step (old-policy log-probs, although one
-    update per batch makes the PPO ratio exactly 1, and reference log-probs, only logged as a KL
-    when kl_coef = 0); TRL skips both in this configuration (old = current.detach(), no ref model
-    at beta = 0).
+  * sampling: the harness's ``hf`` engine uses its KV-cache sampler (``rollout.hf_sampler=kv``, the
+    same distribution as ``generate``, tested token for token); TRL calls ``model.generate``.
+    ``--harness-sampler generate`` times the harness with ``generate`` too.
+  * neither side runs an old-policy or a reference forward pass here (one update per batch, beta 0).
   * AdamW: TRL's default ``adamw_torch_fused``, the harness ``torch.optim.AdamW`` (foreach).
-  * the harness logs to train/metrics.jsonl and saves the final model; TRL keeps its logs in memory.
+  * the harness logs to train/metrics.jsonl and saves a resumable checkpoint after the last step and
+    its final model; TRL keeps its logs in memory and saves nothing.
   * ``--engine vllm`` compares the harness's vLLM engine with TRL's transformers generation
     (TRL's own ``use_vllm`` stays off).
 
@@ -147,7 +148,7 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
         f"seed={a.seed}", f"results_dir={workdir}", "name=harness",
         f"rollout.engine={a.worker_engine}", f"rollout.prompts_per_step={a.prompts}", f"rollout.n={a.n}",
         "rollout.temperature=1.0", "rollout.top_p=1.0", f"rollout.max_new_tokens={a.max_new_tokens}",
-        f"rollout.batch_size={a.prompts * a.n}",
+        f"rollout.batch_size={a.prompts * a.n}", f"rollout.hf_sampler={a.harness_sampler}",
         f"train.steps={a.steps}", f"train.lr={a.lr}", "train.weight_decay=0.0", "train.warmup_steps=0",
         "train.grad_clip=1.0", "train.epochs=1", "train.mini_batches=1",
         f"train.micro_batch_size={a.prompts * a.n}",
@@ -258,7 +259,7 @@ def launch(a: argparse.Namespace, side: str, python: str) -> dict:
         kind, _, engine = side.partition("-")
         cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--worker-engine", engine or "hf",
                "--result-file", str(out), "--workdir", tmp]
-        for k in ("prompts", "n", "max_new_tokens", "steps", "lr", "seed", "threads"):
+        for k in ("prompts", "n", "max_new_tokens", "steps", "lr", "seed", "threads", "harness_sampler"):
             cmd += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
         load_before = os.getloadavg()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
@@ -318,6 +319,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=2, help="timed runs of each side, alternating")
     ap.add_argument("--engine", choices=["hf", "vllm"], default="hf",
                     help="vllm: also time the harness with its vLLM engine (TRL keeps use_vllm=False)")
+    ap.add_argument("--harness-sampler", choices=["kv", "generate"], default="kv",
+                    help="the harness hf engine's sampler (rollout.hf_sampler)")
     ap.add_argument("--vllm-python", default=None, help="interpreter with vllm (default: this one or .venv-vllm)")
     ap.add_argument("--json", default=None, help="also write all runs and the summary to this file")
     ap.add_argument("--worker", choices=["trl", "harness"], help=argparse.SUPPRESS)

@@ -62,15 +62,22 @@ def test_micro_batching_matches_full_batch(tmp_path, tiny_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["prl", "grpo"])
-def test_learning_raises_reward(algo, tmp_path, tiny_path):
-    """On an easy arith setting (one operation), a short run clearly raises training reward."""
-    cfg = build_config({}, [f"algo.name={algo}", "train.steps=24", f"results_dir={tmp_path}",
-                            "seed=1", "data.arith_min_ops=1", "data.arith_max_ops=1",
-                            "rollout.prompts_per_step=16", "rollout.n=8", "rollout.max_new_tokens=24",
+def test_learning_raises_reward(algo, tmp_path, tiny_path, monkeypatch):
+    """Training on the same 8 arith prompts every step clearly raises their reward (from about 0.3).
+
+    A fixed prompt set isolates the RL update from generalisation: whether a few steps on the random
+    arith stream lift the reward depends on the warm start, which differs between CPUs.
+    """
+    from harness.prompts import ArithSource
+
+    first_batch = ArithSource.batch
+    monkeypatch.setattr(ArithSource, "batch", lambda self, step, rank=0, world=1: first_batch(self, 0, rank, world))
+    cfg = build_config({}, [f"algo.name={algo}", "train.steps=16", f"results_dir={tmp_path}", "seed=1",
+                            "rollout.prompts_per_step=8", "rollout.n=8", "rollout.max_new_tokens=32",
                             "train.lr=5e-4", "eval.before=false", "eval.after=false", "log.progress=false"])
     rewards = [r["reward_mean"] for r in _metrics(run(cfg))]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
-    assert last > first + 0.15, rewards
+    assert first < 0.5 and last > first + 0.25, rewards
 
 
 @pytest.mark.slow
