@@ -61,6 +61,47 @@ def test_micro_batching_matches_full_batch(tmp_path, tiny_path):
 
 
 @pytest.mark.slow
+def test_skipped_old_policy_pass_gives_the_same_update(tmp_path, tiny_path, monkeypatch):
+    """One update per batch: the update pass's own log-probs as pi_old == a separate no-grad pass."""
+    import dataclasses
+
+    import harness.loop as loop
+
+    passes = {"old": 0, "ref": 0}
+    orig = loop.RLModule._logp_no_grad
+
+    def counting(self, model, *a):
+        passes["ref" if model is self.ref else "old"] += 1
+        return orig(self, model, *a)
+
+    monkeypatch.setattr(loop.RLModule, "_logp_no_grad", counting)
+    outs = []
+    for forced in (False, True):
+        algo = algorithms.get_algorithm("grpo")
+        monkeypatch.setattr(loop, "get_algorithm",
+                            lambda name, a=dataclasses.replace(algo, needs_old_logp=forced): a)
+        cfg = build_config({}, ["algo.name=grpo", "train.steps=2", f"results_dir={tmp_path}",
+                                f"name=forced{forced}", *FAST])
+        run_dir = run(cfg)
+        outs.append((_params(run_dir / "checkpoint" / "final"), _metrics(run_dir)))
+    assert passes == {"old": 2, "ref": 0}  # only the forced run ran the old pass; no reference at kl_coef 0
+    for k in outs[0][0]:
+        torch.testing.assert_close(outs[0][0][k], outs[1][0][k], rtol=1e-5, atol=1e-7)
+    for a, b in zip(outs[0][1], outs[1][1]):
+        assert a["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and a["clip_frac"] == 0
+        assert a["pg_loss"] == pytest.approx(b["pg_loss"], rel=1e-4, abs=1e-7)
+        assert math.isnan(a["kl"])
+
+
+@pytest.mark.slow
+def test_reference_runs_for_the_logged_kl_when_asked(tmp_path, tiny_path):
+    cfg = build_config({}, ["algo.name=grpo", "train.steps=2", f"results_dir={tmp_path}", "log.kl_to_ref=true",
+                            *FAST])
+    rows = _metrics(run(cfg))
+    assert math.isfinite(rows[-1]["kl"]) and rows[-1]["kl"] != 0 and rows[0]["kl"] == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["prl", "grpo"])
 def test_learning_raises_reward(algo, tmp_path, tiny_path, monkeypatch):
     """Training on the same 8 arith prompts every step clearly raises their reward (from about 0.3).
