@@ -94,6 +94,33 @@ def check_engine(name: str) -> None:
         raise HarnessError(f"unknown rollout engine {name!r}; available: hf, vllm")
 
 
+def make_trainer(cfg: RunConfig, *, steps: int, quiet: bool = False):
+    """The Lightning Trainer of a run; bad ``trainer.*`` settings raise a one-line HarnessError.
+
+    ``quiet``: without Lightning's start-up lines (GPU/TPU available ...), for the early check.
+    """
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    t = cfg.trainer
+    lg = logging.getLogger("lightning.pytorch")
+    level = lg.level
+    if quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        return L.Trainer(
+            accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+            precision=t.precision, max_epochs=1, limit_train_batches=steps, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.log.progress,
+            use_distributed_sampler=False, num_sanity_val_steps=0)
+    except (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HarnessError(f"invalid trainer settings (accelerator={t.accelerator}, devices={t.devices}, "
+                           f"strategy={t.strategy}, precision={t.precision}): {first}") from None
+    finally:
+        lg.setLevel(level)
+
+
 def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label: str | None = None,
         settings: dict | None = None) -> Path:
     """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots.
@@ -127,6 +154,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
         return run_dir
     start, last = plan["start"], plan["last"]
     check_engine(cfg.rollout.engine)
+    make_trainer(cfg, steps=1, quiet=True)  # checks the trainer.* settings before anything is written
     limit = cfg.eval.limit or None
     for b in benches:
         get_benchmark(b).load(cfg.data.data_dir, limit=limit)
@@ -184,13 +212,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
             module = RLModule(cfg, policy, ref, tokenizer, make_prompt_fn(tokenizer), make_reward_fn(grader),
                               engine_factory(cfg, tokenizer), metrics_sink=sink, on_start=evaluate_base,
                               save_checkpoint=save, resume_from=last)
-            trainer = L.Trainer(
-                accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-                num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy,
-                precision=cfg.trainer.precision, max_epochs=1, limit_train_batches=cfg.train.steps - start,
-                logger=False, enable_checkpointing=False, enable_model_summary=False,
-                enable_progress_bar=cfg.log.progress, use_distributed_sampler=False,
-                num_sanity_val_steps=0)
+            trainer = make_trainer(cfg, steps=cfg.train.steps - start)
             trainer.fit(module, train_dataloaders=_dataloader(source, cfg.train.steps, start))
             engine, is_zero = module.engine, trainer.is_global_zero
         if is_zero:

@@ -118,6 +118,11 @@ CASES = [
     Case("resume-missing-run", ["--resume", "--name", "ghost"], "cannot resume"),
     Case("override-without-value", ["--train.lr"], "--train.lr needs a value"),
     Case("devices-0", ["--devices", "0"], "trainer.devices must be >= 1 (got 0)"),
+    Case("strategy-nope", ["--strategy", "nope"], "invalid strategy name: `strategy='nope'`", subprocess=True),
+    Case("fsdp-on-cpu", ["--strategy", "fsdp", "--devices", "2", "--trainer.accelerator", "cpu"],
+         "strategy=fsdp, precision=32-true): The strategy `fsdp` requires a GPU accelerator"),
+    Case("precision-nope", ["--trainer.precision", "99"], "Precision '99' is invalid"),
+    Case("hf-sampler-nope", ["--rollout.hf_sampler", "fast"], "rollout.hf_sampler must be kv or generate"),
     Case("results-dir-is-a-file", ["--results-dir", "{tmp}/afile"], "{tmp}/afile",
          setup=_write("afile", "not a folder\n")),
     # ---- config files
