@@ -89,6 +89,9 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
 class KVDecoder:
     """Samples continuations of token-id prompts with ``model``'s weights (see the module docstring)."""
 
+    grow_by = 256        # KV buffer growth (tokens) when a live row outgrows it
+    compact_every = 8    # every this many steps, drop finished rows once they are >= 1/4 of the live ones
+
     def __init__(self, model) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
@@ -200,51 +203,75 @@ class KVDecoder:
         device = model.lm_head.weight.device
         dtype = model.lm_head.weight.dtype
         B, P = len(prompts), max(len(p) for p in prompts)
-        total = P + max_new_tokens
         ids = torch.full((B, P), pad_token_id, dtype=torch.long)
-        valid = torch.zeros((B, total), dtype=torch.bool)
+        lens = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         for r, p in enumerate(prompts):
             ids[r, P - len(p):] = torch.as_tensor(p, dtype=torch.long)
-            valid[r, P - len(p):P] = True
-        valid[:, P:] = True   # generated slots; a finished row's later tokens are never read
-        ids, valid = ids.to(device), valid.to(device)
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)                    # [B, total]
-        cos, sin = model.model.rotary_emb(torch.empty(0, dtype=dtype, device=device), positions)
+        ids, lens = ids.to(device), lens.to(device)
+        prompt_valid = torch.arange(P, device=device) >= (P - lens)[:, None]        # [B, P]
+        # cos/sin by position; a row's prompt starts at position 0, its t-th new token sits at len + t
+        cos_tab, sin_tab = model.model.rotary_emb(torch.empty(0, dtype=dtype, device=device),
+                                                  torch.arange(P + max_new_tokens, device=device)[None])
         half = self.head_dim // 2
-        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)               # rotate_half's sign
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                             # [B, 1, total, hd]
-        shape = (B, self.n_kv, total, self.head_dim)
-        caches = [(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
-                  for _ in self.layers]
+        cos_tab = cos_tab[0]
+        sin_tab = torch.cat([-sin_tab[0, :, :half], sin_tab[0, :, half:]], dim=-1)  # rotate_half's sign
+        pos = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)                    # [B, P]
+        # KV buffers grow in chunks as tokens come (memory follows the longest live row, not the limit)
+        cap = P + min(max_new_tokens, self.grow_by)
+        caches = [self._alloc(B, cap, dtype, device) for _ in self.layers]
+        hidden = torch.zeros((B, 1, 1, cap), dtype=torch.bool, device=device)     # keys a query must not see
+        hidden[:, 0, 0, :P] = ~prompt_valid
         # prefill: causal over the prompt, padding keys hidden (a padding query sees itself: no empty rows)
         eye = torch.eye(P, dtype=torch.bool, device=device)
-        mask = (torch.ones(P, P, dtype=torch.bool, device=device).tril() & valid[:, None, :P]) | eye
+        mask = (torch.ones(P, P, dtype=torch.bool, device=device).tril() & prompt_valid[:, None, :]) | eye
         x = model.model.embed_tokens(ids)
+        cos, sin = cos_tab[pos].unsqueeze(1), sin_tab[pos].unsqueeze(1)            # [B, 1, P, hd]
         for L, (kc, vc) in zip(self.layers, caches):
-            x = self._block(x, L, cos[:, :, :P], sin[:, :, :P], kc, vc, 0, mask.unsqueeze(1))
+            x = self._block(x, L, cos, sin, kc, vc, 0, mask.unsqueeze(1))
         logits = self._logits(x[:, -1])
         out = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
         lps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device) if return_logprobs else None
+        rows = None               # original row of each live row once finished rows were dropped
+        live = B
         done = torch.zeros(B, dtype=torch.bool, device=device)
-        hidden = ~valid[:, None, None, :]                                         # [B, 1, 1, total]
         steps = max_new_tokens
         for t in range(max_new_tokens):
             if temperature > 0:
                 tok = sample_categorical(top_p_filter(logits / temperature, top_p).softmax(-1))
             else:
                 tok = logits.argmax(-1)
-            if lps is not None:
-                lps[:, t] = logits.log_softmax(-1).gather(-1, tok[:, None]).squeeze(1)
             tok = tok.masked_fill(done, pad_token_id)
-            out[:, t] = tok
+            where = slice(None) if rows is None else rows
+            out[where, t] = tok
+            if lps is not None:
+                lps[where, t] = logits.log_softmax(-1).gather(-1, tok[:, None]).squeeze(1)
             done = done | (tok == eos_token_id)
             if t == max_new_tokens - 1 or bool(done.all()):
                 steps = t + 1
                 break
+            if t % self.compact_every == self.compact_every - 1:
+                n_done = int(done.sum())
+                if n_done * 4 >= live:  # drop finished rows: later steps only compute live ones
+                    keep = (~done).nonzero().squeeze(1)
+                    rows = keep if rows is None else rows[keep]
+                    caches = [(kc[keep], vc[keep]) for kc, vc in caches]
+                    hidden, lens, tok, done = hidden[keep], lens[keep], tok[keep], done[keep]
+                    live -= n_done
             s = P + t
+            if s >= caches[0][0].shape[2]:
+                grow = min(self.grow_by, P + max_new_tokens - s)
+                caches = [(torch.cat([kc, self._alloc(live, grow, dtype, device)[0]], dim=2),
+                           torch.cat([vc, self._alloc(live, grow, dtype, device)[1]], dim=2)) for kc, vc in caches]
+                hidden = torch.cat([hidden, hidden.new_zeros((live, 1, 1, grow))], dim=-1)
+            p_t = lens + t                                                           # [live] positions
+            cos, sin = cos_tab[p_t][:, None, None], sin_tab[p_t][:, None, None]      # [live, 1, 1, hd]
             x = model.model.embed_tokens(tok[:, None])
             for L, (kc, vc) in zip(self.layers, caches):
-                x = self._block(x, L, cos[:, :, s:s + 1], sin[:, :, s:s + 1], kc, vc, s, hidden[..., :s + 1])
+                x = self._block(x, L, cos, sin, kc, vc, s, hidden[..., :s + 1])
             logits = self._logits(x[:, -1])
         out = out[:, :steps]
         return (out, lps[:, :steps]) if return_logprobs else out
+
+    def _alloc(self, rows: int, length: int, dtype, device):
+        shape = (rows, self.n_kv, length, self.head_dim)
+        return torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device)

@@ -60,13 +60,18 @@ def _cut(row: list[int]) -> list[int]:
                                            (LlamaConfig, {"attention_bias": True, "mlp_bias": True})],
                          ids=["llama-gqa", "qwen2-bias", "qwen3-qknorm", "llama-biases"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature):
+@pytest.mark.parametrize("small", [False, True], ids=["default-buffers", "grow3-compact2"])
+def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature, small):
+    """``small``: the KV buffers grow 3 tokens at a time and finished rows are dropped every 2 steps."""
     model = _random_model(cfg_cls, **extra)
     assert unsupported_reason(model) is None
     prompts = _prompts(torch.Generator().manual_seed(1), 12)
     torch.manual_seed(3)
-    toks, lps = KVDecoder(model).sample(prompts, max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD,
-                                        temperature=temperature, return_logprobs=True)
+    dec = KVDecoder(model)
+    if small:
+        dec.grow_by, dec.compact_every = 3, 2
+    toks, lps = dec.sample(prompts, max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD,
+                           temperature=temperature, return_logprobs=True)
     responses = [_cut(r) for r in toks.tolist()]
     if temperature > 0:  # some rows stop on EOS, others run to the limit
         assert any(len(r) < 16 for r in responses) and any(len(r) == 16 for r in responses)
@@ -83,14 +88,20 @@ def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature):
 @pytest.mark.parametrize("cfg_cls", [LlamaConfig, Qwen2Config])
 def test_greedy_equals_generate_on_random_models(cfg_cls):
     model = _random_model(cfg_cls)
-    prompts = _prompts(torch.Generator().manual_seed(2), 10)
+    with torch.no_grad():  # make EOS likely, so that rows finish at different steps
+        model.lm_head.weight[EOS] *= 1.5
+    prompts = _prompts(torch.Generator().manual_seed(2), 24)
     P = max(map(len, prompts))
     ids, attn = _padded(prompts, [[]] * len(prompts), P, 0)
-    ref = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=12, do_sample=False,
+    ref = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=20, do_sample=False,
                          eos_token_id=EOS, pad_token_id=PAD)[:, P:]
-    got = KVDecoder(model).sample(prompts, max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD,
-                                  temperature=0.0)
-    assert [_cut(r) for r in got.tolist()] == [_cut(r) for r in ref.tolist()]
+    ref = [_cut(r) for r in ref.tolist()]
+    assert len({len(r) for r in ref}) > 3  # rows stop at several different lengths
+    dec = KVDecoder(model)
+    for grow_by, compact_every in ((256, 8), (3, 2), (1, 1)):
+        dec.grow_by, dec.compact_every = grow_by, compact_every
+        got = dec.sample(prompts, max_new_tokens=20, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+        assert [_cut(r) for r in got.tolist()] == ref, (grow_by, compact_every)
 
 
 def test_tiny_greedy_equals_generate_and_follows_weight_updates(tiny, tiny_path):
