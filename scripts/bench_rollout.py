@@ -12,6 +12,10 @@ warm-started one stops early at varied lengths, as RL rollouts do. The transform
 
     python scripts/bench_rollout.py                       # untrained tiny architecture
     python scripts/bench_rollout.py --model tiny --prompts 64 --n 8 --max-new-tokens 96 --threads 1
+    # GPU: a random ~100M-parameter Llama (hidden 768, 14 layers; the tiny character vocabulary),
+    # plain generate vs static-cache generate vs the kv sampler
+    python scripts/bench_rollout.py --model random:768x14 --device cuda --dtype bfloat16 \
+        --engines generate,static,kv --prompts 32 --n 8 --max-new-tokens 256
 """
 
 from __future__ import annotations
@@ -46,6 +50,21 @@ def random_tiny():
     return build_tiny_model(tok, spec), tok
 
 
+def random_llama(shape: str):
+    """``random:HIDDENxLAYERS``: a random Llama with head size 64, GQA 4:1 and the tiny tokenizer."""
+    try:
+        hidden, layers = (int(x) for x in shape.split("x"))
+    except ValueError:
+        raise SystemExit(f"--model random:HIDDENxLAYERS, e.g. random:768x14 (got random:{shape})")
+    if hidden % 256:
+        raise SystemExit(f"random:{shape}: HIDDEN must be a multiple of 256")
+    tok = build_tiny_tokenizer()
+    heads = hidden // 64
+    spec = TinySpec(hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=max(1, heads // 4),
+                    intermediate_size=int(hidden * 8 / 3) // 64 * 64)
+    return build_tiny_model(tok, spec), tok
+
+
 def timed(engine, prompts, params) -> tuple[float, int]:
     """Seconds and generated tokens of one ``generate`` call."""
     t0 = time.perf_counter()
@@ -56,7 +75,13 @@ def timed(engine, prompts, params) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="random-tiny",
-                    help="random-tiny (untrained tiny architecture), tiny, or a model path/hub id")
+                    help="random-tiny (untrained tiny architecture), random:HIDDENxLAYERS, tiny, or a model path")
+    ap.add_argument("--engines", default="generate,kv,vllm",
+                    help="comma list of generate (model.generate), static (generate with a static KV cache), "
+                         "kv (the KV-cache sampler), vllm; the first one is the reference of the ratios")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (vllm follows its own platform)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--json", default=None, help="also write the rates to this file")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -70,29 +95,45 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from harness.vllm_engine import VLLMEngine
-
-    model, tok = random_tiny() if args.model == "random-tiny" else load_model(args.model)
-    model = model.float().eval()
+    names = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in names if e not in ("generate", "static", "kv", "vllm")]
+    if unknown or not names:
+        raise SystemExit(f"--engines: unknown {unknown}; allowed: generate, static, kv, vllm")
+    if args.model == "random-tiny":
+        model, tok = random_tiny()
+    elif args.model.startswith("random:"):
+        model, tok = random_llama(args.model.removeprefix("random:"))
+    else:
+        model, tok = load_model(args.model)
+    model = model.to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
     n_params = sum(p.numel() for p in model.parameters())
     prompts = [plain_prompt(p.problem) for p in itertools.islice(train_stream(seed=0), args.prompts)]
     params = SamplingParams(n=args.n, temperature=args.temperature,
                             max_new_tokens=args.max_new_tokens, seed=0)
     warm = dataclasses.replace(params, n=1, max_new_tokens=8)
-    print(f"model {args.model} ({n_params / 1e6:.2f}M params, float32), {args.prompts} prompts x "
+    print(f"model {args.model} ({n_params / 1e6:.2f}M params, {args.dtype}, {args.device}), {args.prompts} prompts x "
           f"n={args.n}, max_new_tokens={args.max_new_tokens}, T={args.temperature}, "
           f"threads: transformers {torch.get_num_threads()}, vllm {args.threads or 1}")
 
-    t0 = time.perf_counter()
-    vllm_engine = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib,
-                             gen_threads=args.threads or 1)
-    start_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    vllm_engine.sync_weights(model)
-    sync_s = time.perf_counter() - t0
-    engines = {"generate": HFEngine(model, tok, batch_size=args.batch_size, sampler="generate"),
-               "kv": HFEngine(model, tok, batch_size=args.batch_size, sampler="kv"),
-               "vllm": vllm_engine}
+    makers = {
+        "generate": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate"),
+        "static": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate", static_cache=True),
+        "kv": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="kv"),
+    }
+    engines = {}
+    start_s = sync_s = None
+    for name in names:
+        if name != "vllm":
+            engines[name] = makers[name]()
+            continue
+        from harness.vllm_engine import VLLMEngine
+
+        t0 = time.perf_counter()
+        engines[name] = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib, gen_threads=args.threads or 1)
+        start_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engines[name].sync_weights(model)
+        sync_s = time.perf_counter() - t0
     runs: dict[str, list[float]] = {name: [] for name in engines}
     for engine in engines.values():
         engine.generate(prompts[:4], warm)
@@ -103,9 +144,16 @@ def main() -> None:
     rate = {name: statistics.median(r) for name, r in runs.items()}
     for name, r in runs.items():
         print(f"{name:>9}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)})")
-    print(f"vllm / generate: {rate['vllm'] / rate['generate']:.2f}x, kv / generate: "
-          f"{rate['kv'] / rate['generate']:.2f}x, vllm / kv: {rate['vllm'] / rate['kv']:.2f}x  "
-          f"(vllm start {start_s:.1f} s, weight sync {sync_s * 1e3:.0f} ms)")
+    ref = names[0]
+    print(", ".join(f"{name} / {ref}: {rate[name] / rate[ref]:.2f}x" for name in names[1:]))
+    if "kv" in rate and "vllm" in rate:
+        print(f"vllm / kv: {rate['vllm'] / rate['kv']:.2f}x")
+    if start_s is not None:
+        print(f"vllm start {start_s:.1f} s, in-memory weight sync {sync_s * 1e3:.0f} ms")
+    if args.json:
+        import json
+        Path(args.json).write_text(json.dumps({"args": vars(args), "params": n_params, "runs": runs,
+                                               "tokens_per_s": rate}, indent=2))
 
 
 if __name__ == "__main__":
