@@ -126,6 +126,7 @@ def test_evaluate_rejects_bad_settings(tmp_path):
     (["--top-p", "1.5"], "top_p"),
     (["--data-dir", "/nonexistent/data"], "does not exist"),
     (["--engine", "nope"], "unknown rollout engine"),
+    (["--hf-sampler", "fast"], "invalid choice: 'fast'"),
     (["--name", "../escape"], "invalid run name"),
     (["--model", "/nonexistent/model"], "does not exist"),
 ])

@@ -44,6 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="run name: <results-dir>/<name>/ (default from the model)")
     p.add_argument("--data-dir", default=None, help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
     p.add_argument("--engine", default="hf", help="rollout engine: hf (default) or vllm")
+    p.add_argument("--hf-sampler", default="kv", choices=["kv", "generate"],
+                   help="hf engine sampler: kv (KV-cache loop, default) or generate (model.generate)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generation chunk (default 64)")
     p.add_argument("--dtype", default="auto", help="model dtype: auto, float32, bfloat16, float16")
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_data_dir(args.data_dir)   # an explicit --data-dir must exist even if unused (arith)
     problems = {b: get_benchmark(b).load(args.data_dir, limit=args.limit) for b in benches}
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device)
-    engine = build_engine(args.engine, model, tokenizer, seed=args.seed)
+    engine = build_engine(args.engine, model, tokenizer, seed=args.seed, sampler=args.hf_sampler)
 
     # ---- from here on we write
     run_dir = prepare_run_dir(args.results_dir, name, overwrite=args.overwrite)
