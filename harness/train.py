@@ -163,6 +163,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
     mkw = dict(dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                attn_implementation=cfg.model.attn_implementation)
     policy, tokenizer = load_model(cfg.model.name, **mkw)
+    policy.train()  # from_pretrained returns eval mode; engines switch to eval while sampling
     ref = None  # the frozen reference: for PRL's advantage, a KL loss term, or the logged KL (log.kl_to_ref)
     if needs_ref_logp(get_algorithm(cfg.algo.name), cfg.algo) or cfg.log.kl_to_ref:
         ref, _ = load_model(cfg.model.name, **mkw)
