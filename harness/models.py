@@ -139,6 +139,21 @@ def sampled_accuracy(model, tokenizer, problems, *, seed: int = 0, max_new_token
 
 
 def _warm_start(spec: TinySpec, path: Path) -> None:
+    """Build the warm-started tiny model into ``path``, on one torch thread whatever the caller's setting.
+
+    The float reduction order, and so the trained model, depends on the thread count (with 2 threads
+    validation passes at another step and the weights differ by up to 0.5), and the cache key cannot
+    see it: a single thread makes every build on a machine the same model.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _warm_start_one_thread(spec, path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
     from benchmarks.arith import train_stream
 
     t0 = time.time()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from harness.errors import HarnessError
 from harness.models import build_tiny_tokenizer, load_model
@@ -76,3 +77,18 @@ def test_model_dir_without_weights(tmp_path, tiny_path):
         shutil.copy(tiny_path / f, tmp_path / f)
     with pytest.raises(HarnessError, match="cannot load the weights"):
         load_model(str(tmp_path))
+
+
+def test_warm_start_builds_on_one_thread(monkeypatch, tmp_path):
+    """The trained tiny model depends on the thread count, which the cache key cannot see: always 1."""
+    import harness.models as models
+
+    seen = []
+    monkeypatch.setattr(models, "_warm_start_one_thread", lambda spec, path: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        models._warm_start(models.TinySpec(), tmp_path / "m")
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
