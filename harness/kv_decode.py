@@ -61,9 +61,16 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+def _rms_unit(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' RMSNorm before its weight: normalise in float32, cast back."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), eps=eps)
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """transformers' RMSNorm: normalise in float32, cast back, then scale."""
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+    return weight * _rms_unit(x, eps)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -143,12 +150,6 @@ class KVDecoder:
             })
         self.layers = layers
 
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        """transformers' RMSNorm without its weight (folded into the next matrix): float32 inside."""
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), eps=self.eps)
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
-
     def _block(self, x, L, cos, sin, k_cache, v_cache, start: int, mask) -> torch.Tensor:
         """One decoder layer on ``x`` [B, S, H] whose tokens sit at cache slots start..start+S-1.
 
@@ -156,7 +157,7 @@ class KVDecoder:
         """
         B, S, _ = x.shape
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        qkv = F.linear(self._norm(x), L["qkv"], L["qkv_b"]).view(B, S, nh + 2 * nkv, hd)
+        qkv = F.linear(_rms_unit(x, self.eps), L["qkv"], L["qkv_b"]).view(B, S, nh + 2 * nkv, hd)
         if L["q_norm"] is None:  # rotate q and k together
             qk = qkv[:, :, :nh + nkv].transpose(1, 2)
             qk = qk * cos + qk.roll(hd // 2, dims=-1) * sin
@@ -178,7 +179,7 @@ class KVDecoder:
                                                  enable_gqa=nkv != nh, scale=1.0)
             att = att.transpose(1, 2).reshape(B, S, nh * hd)
         x = x + F.linear(att, L["o"], L["o_b"])
-        gate, up = F.linear(self._norm(x), L["gate_up"], L["gate_up_b"]).chunk(2, dim=-1)
+        gate, up = F.linear(_rms_unit(x, self.eps), L["gate_up"], L["gate_up_b"]).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, L["down"], L["down_b"])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,8 +263,9 @@ class KVDecoder:
             s = P + t
             if s >= caches[0][0].shape[2]:
                 grow = min(self.grow_by, P + max_new_tokens - s)
-                caches = [(torch.cat([kc, self._alloc(live, grow, dtype, device)[0]], dim=2),
-                           torch.cat([vc, self._alloc(live, grow, dtype, device)[1]], dim=2)) for kc, vc in caches]
+                caches = [(torch.cat([kc, ek], dim=2), torch.cat([vc, ev], dim=2))
+                          for (kc, vc), (ek, ev) in zip(caches, (self._alloc(live, grow, dtype, device)
+                                                                 for _ in caches))]
                 hidden = torch.cat([hidden, hidden.new_zeros((live, 1, 1, grow))], dim=-1)
             p_t = lens + t                                                           # [live] positions
             cos, sin = cos_tab[p_t][:, None, None], sin_tab[p_t][:, None, None]      # [live, 1, 1, hd]
