@@ -13,6 +13,12 @@ those of ``/work/shared/notes/METRICS.md`` section 3:
 - :func:`per_problem_scores`, :func:`combine_seeds`, :func:`mean_std`: turn ``samples.jsonl`` records into the paired
   arrays above; several training seeds are averaged per problem before pairing (Hochlehnert et al. 2025).
 
+Signs and ties are decided exactly (:func:`_lattice`): per-problem scores are almost always fractions with a small
+denominator (c/n, seed means of c/n, unbiased pass@k_i), so both tests run on integer numerators over a common
+denominator D, where a resampled difference of 0 is exactly 0 and counts on both sides, as in the exact bootstrap /
+sign-flip distribution. Scores that are not on such a lattice fall back to floats with a tie tolerance equal to the
+rounding-error bound of the mean (:func:`_float_tolerance`).
+
 Generation noise enters only through the n samples per problem; training-seed noise only through the seed average
 and the separate mean +- std across seeds (no hierarchical bootstrap).
 
@@ -23,8 +29,10 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -92,9 +100,74 @@ def _check_resamples(n_resamples: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# tests
+# exact signs: integer numerators on the scores' own lattice, else a float tolerance
 
+_MAX_DENOMINATOR = 10**6  # largest denominator tried per value (c/n, seed means, pass@k_i with C(n, k) <= 1e6)
+_EXACT_INT = 2**53  # |sums of numerators| stay below this, so they are exact in int64 and in float64
 _STATISTICS = {"mean": np.mean, "median": np.median}
+
+
+def _lattice(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Integer numerators and common denominator of two score arrays, if the scores lie on a lattice.
+
+    Each distinct value v is matched to ``Fraction(v).limit_denominator(10**6)`` = p/q and accepted only if
+    ``|v - p/q| <= 8 ulp(max(|v|, 1))`` (c/n is the correctly rounded p/q; unbiased pass@k_i is a few ulps off it).
+    ``D = lcm(q)``; the lattice is refused unless ``2 N max|p D / q| < 2**53``, so that every sum of N differences
+    of numerators is an exact integer (also as a float64).
+
+    Returns:
+        ``(kx [N] int64, ky [N] int64, D)`` with ``x ~= kx / D`` and ``y ~= ky / D``, or None (no such lattice).
+    """
+    values, inverse = np.unique(np.concatenate([x, y]), return_inverse=True)  # [U], [2N]
+    fracs = []
+    for v in values.tolist():
+        f = Fraction(v).limit_denominator(_MAX_DENOMINATOR)
+        if abs(float(f) - v) > 8 * math.ulp(max(abs(v), 1.0)):
+            return None
+        fracs.append(f)
+    denominator = math.lcm(*(f.denominator for f in fracs))
+    numerators = [f.numerator * (denominator // f.denominator) for f in fracs]  # exact Python ints
+    if 2 * len(x) * max(abs(k) for k in numerators) >= _EXACT_INT:
+        return None
+    k = np.array(numerators, dtype=np.int64)[inverse]  # [2N]
+    return k[: len(x)], k[len(x):], denominator
+
+
+def _float_tolerance(x: np.ndarray, y: np.ndarray) -> float:
+    """Bound on the float rounding error of a mean (or median) of N differences ``x_i - y_i``, any order and signs.
+
+    Each ``fl(x_i - y_i)`` is off by at most ``u |x_i - y_i| <= 2uM`` (u = eps/2, M = max |score|) and summing N of
+    them adds at most ``(N - 1) u sum|d|``, so the computed mean is within ``(N + 1) eps M`` of the exact one; a
+    resampled statistic within ``(N + 2) eps M`` of 0 is a tie (its exact sign cannot be told from the floats).
+    """
+    return (len(x) + 2) * float(np.finfo(np.float64).eps) * float(max(np.abs(x).max(), np.abs(y).max()))
+
+
+def _exact_or_float(x: np.ndarray, y: np.ndarray, statistic: str):
+    """Data to resample, ``statistic(d)`` on it (vectorised, ``[..., N] -> [...]``) and the tie tolerance.
+
+    On a lattice: ``(kx, ky)`` int64 numerators, ``sum(kx - ky) / (N D)`` or ``median(kx - ky) / D`` (the sum is an
+    exact integer, so its sign is exact and one rounding gives the nearest float), tolerance 0. Otherwise the float
+    scores, ``mean``/``median`` of ``x - y`` and :func:`_float_tolerance`.
+    """
+    lattice = _lattice(x, y)
+    if lattice is None:
+        fn = _STATISTICS[statistic]
+        return (x, y), (lambda xs, ys, axis=-1: fn(xs - ys, axis=axis)), _float_tolerance(x, y)
+    kx, ky, denominator = lattice
+    if statistic == "mean":
+        scale = len(x) * denominator
+        return (kx, ky), (lambda xs, ys, axis=-1: np.sum(xs - ys, axis=axis) / scale), 0.0
+    return (kx, ky), (lambda xs, ys, axis=-1: np.median(xs - ys, axis=axis) / denominator), 0.0
+
+
+def _point(value: float, tol: float) -> float:
+    """The point estimate as a float: 0.0 (never -0.0) when it is a tie within ``tol``."""
+    return 0.0 if abs(value) <= tol else float(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# tests
 
 
 def paired_bootstrap(
@@ -116,6 +189,10 @@ def paired_bootstrap(
         p = min(1, 2 * min(#{Delta_b <= 0}, #{Delta_b >= 0}) / B)
 
     i.e. roughly the smallest alpha at which the (1 - alpha) percentile CI excludes 0. It can be 0 (meaning p < 1/B).
+    Signs are exact: on the scores' lattice (integer numerators over a common denominator) a resampled difference
+    that is 0 in exact arithmetic is exactly 0 and counts in both tails; off a lattice, |Delta_b| within the float
+    rounding bound counts as 0 (module docstring). So ``paired_bootstrap([1/3, 2/3], [0, 1])`` has difference 0.0
+    and p = 1.
 
     Args:
         a: per-problem scores of model A, shape [N] (e.g. c_i/n, or per-problem pass@k_i).
@@ -134,20 +211,17 @@ def paired_bootstrap(
         raise HarnessError(f"statistic must be one of {sorted(_STATISTICS)} (got {statistic!r})")
     if not 0.0 < confidence < 1.0:
         raise HarnessError(f"confidence must be in (0, 1) (got {confidence})")
-    fn = _STATISTICS[statistic]
-
-    def stat(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
-        return fn(xs - ys, axis=axis)  # [B] from [B, N]
+    data, stat, tol = _exact_or_float(x, y, statistic)
 
     res = sps.bootstrap(
-        (x, y), stat, paired=True, vectorized=True, n_resamples=n_resamples,
+        data, stat, paired=True, vectorized=True, n_resamples=n_resamples,
         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
     )
     dist = res.bootstrap_distribution  # [B]
-    tail = min(int(np.count_nonzero(dist <= 0)), int(np.count_nonzero(dist >= 0)))
+    tail = min(int(np.count_nonzero(dist <= tol)), int(np.count_nonzero(dist >= -tol)))
     pvalue = min(1.0, 2.0 * tail / n_resamples)
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return BootstrapResult(float(fn(x - y)), low, high, pvalue, len(x))
+    return BootstrapResult(_point(stat(*data), tol), low, high, pvalue, len(x))
 
 
 def permutation_test(
@@ -156,8 +230,10 @@ def permutation_test(
     """Paired sign-flip permutation test of H0: A and B are exchangeable within each problem (METRICS.md 3(d)).
 
     Statistic ``T = |mean(a - b)|``; scipy swaps a_i and b_i within each pair (= flips the sign of d_i) and returns
-    ``p = #{T_perm >= T_obs} / 2^N`` when it enumerates all 2^N sign vectors (it does so exactly when
-    ``2^N <= n_resamples``), else ``p = (1 + #{T_b >= T_obs}) / (1 + B)`` over B random sign vectors.
+    the null distribution of T over all 2^N sign vectors when ``2^N <= n_resamples``, else over B random ones;
+    ``p = #{T_perm >= T_obs} / 2^N`` or ``p = (1 + #{T_b >= T_obs}) / (1 + B)``. ``T_perm >= T_obs`` is decided
+    exactly on the scores' lattice (integer |sum| of numerators) and with twice the float rounding bound otherwise
+    (module docstring), instead of scipy's relative 100 eps.
 
     Args:
         a: per-problem scores of model A, shape [N].
@@ -170,16 +246,20 @@ def permutation_test(
     """
     x, y = _paired(a, b, min_n=2)  # scipy's permutation_test needs two observations
     _check_resamples(n_resamples)
+    data, mean_diff, tol = _exact_or_float(x, y, "mean")
 
     def stat(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.abs(np.mean(xs - ys, axis=axis))  # [...] from [..., N]
+        return np.abs(mean_diff(xs, ys, axis=axis))  # [...] from [..., N]
 
     res = sps.permutation_test(
-        (x, y), stat, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
+        data, stat, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
         alternative="greater", rng=np.random.default_rng(seed),
     )
     exact = len(x) < 64 and 2 ** len(x) <= n_resamples  # scipy's own rule (n_resamples >= 2!^N)
-    return PermutationResult(float(np.mean(x - y)), float(res.pvalue), exact)
+    null = res.null_distribution  # [2^N] or [B]
+    hits = int(np.count_nonzero(null >= stat(*data) - 2 * tol))
+    pvalue = hits / len(null) if exact else (1 + hits) / (1 + len(null))
+    return PermutationResult(_point(mean_diff(*data), tol), float(pvalue), exact)
 
 
 def _binary(values: Sequence[float], name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -135,6 +136,108 @@ def test_bootstrap_coverage_near_nominal():
         res = paired_bootstrap(a, b, n_resamples=2000, seed=i)
         covered += res.low <= delta <= res.high
     assert 0.90 <= covered / 200 <= 0.99
+
+
+# ------------------------------------------------------------------- exact signs: against the exact distributions
+# Scores are built as exact fractions on several lattices; the references below work on their integer numerators.
+
+
+def _lattice_case(kind: str, n: int, seed: int):
+    """Two models' per-problem scores on n problems, B close to A (many tied resamples).
+
+    Returns (a, b, x, y): a, b as exact fractions; x, y as the harness computes them (correctly rounded c/n and seed
+    means, unbiased pass@k_i via pass_at_k's product, which may be a few ulps off the fraction).
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "pass@2 of n=4":  # 1 - C(4 - c, 2) / C(4, 2) in {0, 1/2, 5/6, 1}
+        ca, cb = rng.integers(0, 5, n), rng.integers(0, 5, n)
+        a, b = ([1 - Fraction(math.comb(4 - int(c), 2), 6) for c in cs] for cs in (ca, cb))
+        return a, b, [pass_at_k(4, int(c), 2) for c in ca], [pass_at_k(4, int(c), 2) for c in cb]
+    per, seeds = {"binary": (1, 1), "avg@3": (3, 1), "avg@6": (6, 1), "avg@8 x 3 seeds": (8, 3)}[kind]
+    m = per * seeds  # samples per problem over all seeds
+    ca = rng.integers(0, m + 1, n)
+    cb = np.clip(ca + rng.integers(-(m // 3) - 1, m // 3 + 2, n), 0, m)
+    a, b = ([Fraction(int(c), m) for c in cs] for cs in (ca, cb))
+    x, y = ([float(np.mean([float(Fraction(int(c) // seeds + (s < int(c) % seeds), per)) for s in range(seeds)]))
+             for c in cs] for cs in (ca, cb))  # the mean over seeds of c_s / per, as combine_seeds computes it
+    assert [Fraction(v).limit_denominator(1000) for v in x] == a
+    return a, b, x, y
+
+
+def _numerators(a: list[Fraction], b: list[Fraction]) -> np.ndarray:
+    """Integer numerators of d_i = a_i - b_i over their common denominator, shape [N]."""
+    d = [x - y for x, y in zip(a, b)]
+    den = math.lcm(*(v.denominator for v in d))
+    return np.array([int(v * den) for v in d], dtype=np.int64)
+
+
+def _exact_bootstrap_tails(k: np.ndarray, statistic: str = "mean") -> tuple[float, float]:
+    """(P[Delta <= 0], P[Delta >= 0]) over all N^N resamples, in integer arithmetic (median as twice the median)."""
+    n = len(k)
+    idx = np.indices((n,) * n).reshape(n, -1).T  # [N^N, N]: every resample of the problems
+    resampled = np.sort(k[idx], axis=1)  # [N^N, N]
+    values = resampled.sum(axis=1) if statistic == "mean" else resampled[:, n // 2] + resampled[:, (n - 1) // 2]
+    return float(np.mean(values <= 0)), float(np.mean(values >= 0))
+
+
+def _exact_sign_flip(k: np.ndarray) -> float:
+    """#{|sum sigma k| >= |sum k|} / 2^N over all sign vectors, in integer arithmetic."""
+    signs = np.array(list(itertools.product((-1, 1), repeat=len(k))), dtype=np.int64)  # [2^N, N]
+    return float(np.mean(np.abs(signs @ k) >= abs(int(k.sum()))))
+
+
+LATTICES = ["avg@3", "avg@6", "avg@8 x 3 seeds", "binary", "pass@2 of n=4"]
+
+
+def test_bootstrap_minimal_tie_is_exact():
+    res = paired_bootstrap([1 / 3, 2 / 3], [0.0, 1.0])
+    assert res.difference == 0.0 and math.copysign(1.0, res.difference) == 1.0  # exactly +0.0
+    assert res.pvalue == 1.0  # exact bootstrap: P[D <= 0] = P[D >= 0] = 3/4
+    assert permutation_test([1 / 3, 2 / 3], [0.0, 1.0]) == permutation_test([1, 2], [0, 3])  # p = 1, difference 0
+    seeds = combine_seeds([{"p1": 1 / 3, "p2": 0.0}, {"p1": 2 / 3, "p2": 1 / 3}, {"p1": 0.0, "p2": 2 / 3}])
+    res = paired_bootstrap(list(seeds.values()), [1 / 3, 1 / 3])  # both means 1/3 (means over seeds)
+    assert res.difference == 0.0 and res.pvalue == 1.0
+
+
+@pytest.mark.parametrize("kind", LATTICES)
+@pytest.mark.parametrize("n,seed", [(5, 0), (6, 1), (6, 2)])
+def test_bootstrap_pvalue_matches_exact_enumeration(kind, n, seed):
+    a, b, x, y = _lattice_case(kind, n, seed)
+    lo, hi = _exact_bootstrap_tails(_numerators(a, b))
+    exact_p = min(1.0, 2 * min(lo, hi))
+    B = 10_000
+    res = paired_bootstrap(x, y, n_resamples=B, seed=seed)
+    q = min(lo, hi)
+    assert abs(res.pvalue - exact_p) <= 4 * 2 * math.sqrt(q * (1 - q) / B) + 2 / B, (res.pvalue, exact_p)
+    assert res.difference == float(sum(a) / n - sum(b) / n)  # the exact mean difference, correctly rounded
+
+
+@pytest.mark.parametrize("kind", ["avg@3", "avg@8 x 3 seeds"])
+def test_bootstrap_median_matches_exact_enumeration(kind):
+    a, b, x, y = _lattice_case(kind, 6, 3)
+    lo, hi = _exact_bootstrap_tails(_numerators(a, b), "median")
+    exact_p, q, B = min(1.0, 2 * min(lo, hi)), min(lo, hi), 10_000
+    res = paired_bootstrap(x, y, statistic="median", n_resamples=B)
+    assert abs(res.pvalue - exact_p) <= 4 * 2 * math.sqrt(q * (1 - q) / B) + 2 / B, (res.pvalue, exact_p)
+
+
+@pytest.mark.parametrize("kind", LATTICES)
+def test_bootstrap_off_lattice_ties_are_still_ties(kind):
+    """Scores times an irrational: no lattice, so the float tolerance must find the same ties on the same resamples."""
+    x, y = (np.array(v) for v in _lattice_case(kind, 30, 4)[2:])
+    on, off = paired_bootstrap(x, y, seed=9), paired_bootstrap(x / math.sqrt(2), y / math.sqrt(2), seed=9)
+    assert off.pvalue == on.pvalue
+    assert (off.low, off.high) == pytest.approx((on.low / math.sqrt(2), on.high / math.sqrt(2)), abs=1e-12)
+    assert permutation_test(x / math.pi, y / math.pi, seed=9).pvalue == permutation_test(x, y, seed=9).pvalue
+
+
+@pytest.mark.parametrize("kind", LATTICES)
+@pytest.mark.parametrize("n,seed", [(8, 5), (11, 6)])
+def test_permutation_matches_exact_integer_enumeration(kind, n, seed):
+    a, b, x, y = _lattice_case(kind, n, seed)
+    res = permutation_test(x, y)
+    assert res.exact and res.pvalue == _exact_sign_flip(_numerators(a, b))
+    assert res.difference == float(sum(a) / n - sum(b) / n)
 
 
 # -------------------------------------------------------------------------------------------------------------- Holm
