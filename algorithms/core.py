@@ -11,6 +11,14 @@ Deviations from verl (all deliberate):
   exactly to the mini-batch loss (the newer verl engine path does the same via ``global_batch_info``).
 - seq-mean-token-mean divides by ``max(len_i, 1)`` instead of ``len_i + 1e-8`` (exact for len_i >= 1).
 
+Singleton groups (the one rule for every group baseline; a prompt can end up with one response, e.g. when
+``rollout.n`` is 1): a group of one response has no peers, so its group mean counts as 0 and its group std as 1
+(:func:`group_mean_std`). Hence ``A = R`` for ``grpo`` with ``scale_by_std=False`` (Dr.GRPO), ``reinforce`` with
+``baseline=group_mean`` and ``rloo``, and ``A = R / (1 + eps)`` for ``grpo`` with std scaling: verl
+``compute_grpo_outcome_advantage`` (mean 0, std 1 for a group of size 1, with or without
+``norm_adv_by_std_in_grpo``) and ``compute_rloo_outcome_advantage`` (``A = R``); PEERS.md §1. (verl's
+``rloo_vectorized`` gives 0 there instead; PRL's ``orm`` mode keeps the raw R, as its code's ``n == 1`` path does.)
+
 Try it: ``python -c "from algorithms import kl_estimate; import torch; print(kl_estimate(torch.tensor(-1.), torch.tensor(-1.5), 'k3'))"``
 """
 
@@ -124,6 +132,20 @@ def group_stats(scores: torch.Tensor, group_ids: torch.Tensor):
     return mean[inv], std[inv], size[inv]
 
 
+def group_mean_std(scores: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group mean and unbiased std per row with the singleton rule (module docstring): 0 and 1 for a group of one.
+
+    Args:
+        scores: ``[B]`` float. group_ids: ``[B]`` long.
+
+    Returns:
+        ``(mean [B], std [B])``.
+    """
+    mean, std, size = group_stats(scores, group_ids)  # [B] each
+    single = size == 1
+    return torch.where(single, torch.zeros_like(mean), mean), torch.where(single, torch.ones_like(std), std)
+
+
 @torch.no_grad()
 def group_normalized_scores(rewards: torch.Tensor, group_ids: torch.Tensor, *, scale_by_std: bool = True,
                             eps: float = 1e-6) -> torch.Tensor:
@@ -134,13 +156,10 @@ def group_normalized_scores(rewards: torch.Tensor, group_ids: torch.Tensor, *, s
         scale_by_std: divide by ``std + eps``. eps: std offset.
 
     Returns:
-        ``[B]`` float64 scores; a singleton group uses mean 0 and std 1.
+        ``[B]`` float64 scores (singleton rule: module docstring).
     """
     r = rewards.detach().double()  # [B]
-    mean, std, size = group_stats(r, group_ids)  # [B] each
-    single = size == 1
-    mean = torch.where(single, torch.zeros_like(mean), mean)
-    std = torch.where(single, torch.ones_like(std), std)
+    mean, std = group_mean_std(r, group_ids)  # [B] each; singleton: 0, 1
     return (r - mean) / (std + eps) if scale_by_std else r - mean
 
 

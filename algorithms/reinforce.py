@@ -2,10 +2,12 @@
 
 - ``reinforce``: ``A_i = R_i - b`` broadcast to the tokens, with ``baseline`` = ``none`` (b = 0),
   ``batch_mean`` (b = mean of R over the whole rollout batch) or ``group_mean`` (b = mean over the
-  prompt's n responses; OpenRLHF ``reinforce_baseline`` / Dr.GRPO). No std scaling.
+  prompt's n responses; OpenRLHF ``reinforce_baseline`` / Dr.GRPO, = ``grpo`` with ``scale_by_std=False``). No std
+  scaling.
 - ``rloo``: leave-one-out baseline ``A_i = R_i - (sum_g R - R_i) / (n - 1)`` (verl
-  ``compute_rloo_outcome_advantage``, written there as ``(R_i - mean_g) n / (n - 1)``); a group of one
-  response gets ``A_i = R_i``.
+  ``compute_rloo_outcome_advantage``, written there as ``(R_i - mean_g) n / (n - 1)``).
+
+A group of one response gets ``A_i = R_i`` in both (the singleton rule of :mod:`algorithms.core`).
 
 Both use the shared PPO-clip loss (ratio 1 and no clipping on the first, on-policy mini-batch, where it
 equals the REINFORCE gradient ``-A grad log pi``).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, check_choice,
-                             compute_loss, group_stats)
+                             compute_loss, group_mean_std, group_stats)
 
 BASELINES = ("none", "batch_mean", "group_mean")
 
@@ -48,7 +50,7 @@ def compute_reinforce_advantages(rollout: Rollout, cfg: ReinforceConfig) -> torc
     if cfg.baseline == "batch_mean":
         r = r - r.mean()
     elif cfg.baseline == "group_mean":
-        r = r - group_stats(r, rollout.group_ids)[0]
+        r = r - group_mean_std(r, rollout.group_ids)[0]  # singleton group: baseline 0
     return broadcast(r, rollout.response_mask).to(adv_dtype(rollout))
 
 

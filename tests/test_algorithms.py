@@ -84,6 +84,17 @@ def test_reinforce_baselines():
           atol=1e-12)
 
 
+def test_singleton_rule_reinforce_group_mean_equals_dr_grpo():
+    # groups {1, 0}, {1, 1} and two singletons {1}, {0}: a singleton keeps its raw R (algorithms/core.py docstring)
+    r, g = rew(1, 0, 1, 1, 1, 0), gid(7, 7, 3, 3, 5, 9)
+    expected = [.5, -.5, 0, 0, 1, 0]
+    reinforce = compute_advantages("reinforce", r, g, ones(6, 2), baseline="group_mean")
+    close(reinforce[:, 0], expected, atol=0)
+    close(reinforce, compute_advantages("grpo", r, g, ones(6, 2), scale_by_std=False), atol=0)
+    close(compute_advantages("rloo", r, g, ones(6, 1))[4:, 0], [1, 0], atol=0)
+    close(compute_advantages("grpo", rew(1.0), gid(0), ones(1, 1))[:, 0], [1 / (1 + 1e-6)], atol=1e-15)
+
+
 def test_raft_keeps_only_positive_rewards():
     mask = ones(3, 2)
     mask[2, 1] = 0
