@@ -111,7 +111,8 @@ def _lattice(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]
     """Integer numerators and common denominator of two score arrays, if the scores lie on a lattice.
 
     Each distinct value v is matched to ``Fraction(v).limit_denominator(10**6)`` = p/q and accepted only if
-    ``|v - p/q| <= 8 ulp(max(|v|, 1))`` (c/n is the correctly rounded p/q; unbiased pass@k_i is a few ulps off it).
+    ``|v - p/q| <= 8 ulp(M)``, M = max |score| (c/n is the correctly rounded p/q; unbiased pass@k_i, ``1 - prod``,
+    is a few ulps of 1 off it; scores of a tiny scale are not mistaken for 0).
     ``D = lcm(q)``; the lattice is refused unless ``2 N max|p D / q| < 2**53``, so that every sum of N differences
     of numerators is an exact integer (also as a float64).
 
@@ -119,10 +120,11 @@ def _lattice(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]
         ``(kx [N] int64, ky [N] int64, D)`` with ``x ~= kx / D`` and ``y ~= ky / D``, or None (no such lattice).
     """
     values, inverse = np.unique(np.concatenate([x, y]), return_inverse=True)  # [U], [2N]
+    tol = 8 * math.ulp(float(np.abs(values).max()))
     fracs = []
     for v in values.tolist():
         f = Fraction(v).limit_denominator(_MAX_DENOMINATOR)
-        if abs(float(f) - v) > 8 * math.ulp(max(abs(v), 1.0)):
+        if abs(float(f) - v) > tol:
             return None
         fracs.append(f)
     denominator = math.lcm(*(f.denominator for f in fracs))

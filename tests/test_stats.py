@@ -221,14 +221,24 @@ def test_bootstrap_median_matches_exact_enumeration(kind):
     assert abs(res.pvalue - exact_p) <= 4 * 2 * math.sqrt(q * (1 - q) / B) + 2 / B, (res.pvalue, exact_p)
 
 
+@pytest.mark.parametrize("scale", [1 / math.sqrt(2), 1e-20 * math.pi])
 @pytest.mark.parametrize("kind", LATTICES)
-def test_bootstrap_off_lattice_ties_are_still_ties(kind):
+def test_bootstrap_off_lattice_ties_are_still_ties(kind, scale):
     """Scores times an irrational: no lattice, so the float tolerance must find the same ties on the same resamples."""
     x, y = (np.array(v) for v in _lattice_case(kind, 30, 4)[2:])
-    on, off = paired_bootstrap(x, y, seed=9), paired_bootstrap(x / math.sqrt(2), y / math.sqrt(2), seed=9)
+    on, off = paired_bootstrap(x, y, seed=9), paired_bootstrap(x * scale, y * scale, seed=9)
     assert off.pvalue == on.pvalue
-    assert (off.low, off.high) == pytest.approx((on.low / math.sqrt(2), on.high / math.sqrt(2)), abs=1e-12)
-    assert permutation_test(x / math.pi, y / math.pi, seed=9).pvalue == permutation_test(x, y, seed=9).pvalue
+    assert (off.low, off.high) == pytest.approx((on.low * scale, on.high * scale), abs=1e-12 * scale)
+    assert permutation_test(x * scale, y * scale, seed=9).pvalue == permutation_test(x, y, seed=9).pvalue
+
+
+def test_continuous_scores_of_any_scale_are_not_rounded_to_a_lattice():
+    rng = np.random.default_rng(8)
+    x, y = rng.random(12), rng.random(12)
+    for scale in (1.0, 1e-20, 1e12):
+        res = paired_bootstrap(x * scale, y * scale, seed=2)
+        assert res.pvalue == paired_bootstrap(x, y, seed=2).pvalue and res.difference != 0
+        assert res.difference == pytest.approx(np.mean(x - y) * scale, rel=1e-12)
 
 
 @pytest.mark.parametrize("kind", LATTICES)
