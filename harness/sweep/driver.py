@@ -80,7 +80,7 @@ def _run_local(sw: _Sweep, todo: list, runner: Callable[[dict, Path], int]) -> N
         redo = run_status(sw.run_dir(r)) != "absent"
         sw.started(entry, "local", None)
         try:
-            rc = runner(run_spec(sw.plan, r, redo), sw.run_dir(r) / LOGS / "local.log")
+            rc = runner({**run_spec(sw.plan, r, redo), "log": None}, sw.run_dir(r) / LOGS / "local.log")
         except BaseException:
             entry.update(status="interrupted", exit_code=None)
             sw.save()

@@ -105,7 +105,7 @@ def sbatch_script(plan, opts: SlurmOptions, n_jobs: int, max_parallel: int | Non
     """The sbatch script submitit would submit for ``n_jobs`` runs (for ``--dry-run``; uses submitit's renderer)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    folder = plan.sweep_dir / "submitit" / "%j"
+    folder = plan.sweep_dir / "submitit"
     command = f"{sys.executable} -u -m submitit.core._submit {folder}"
     return _make_sbatch_string(command=command, folder=folder, map_count=n_jobs if n_jobs > 1 else None,
                                **slurm_parameters(plan, opts, max_parallel))
@@ -129,7 +129,7 @@ def make_executor(launcher: str, plan, *, slurm: SlurmOptions | None = None, max
     """A configured submitit executor for ``launcher`` (``submitit-local`` or ``slurm``)."""
     import submitit
 
-    folder = plan.sweep_dir / "submitit" / "%j"
+    folder = plan.sweep_dir / "submitit"
     if launcher == "submitit-local":
         ex = submitit.LocalExecutor(folder=folder)
         # submitit-local's default time limit is 2 minutes; a run here has none (a year)

@@ -23,6 +23,15 @@ from harness.results import atomic_write_json
 MANIFEST = "sweep.json"
 SCHEMA_VERSION = 2
 LOGS = "logs"                       # <run>/logs/: the job logs; not part of the run's own results
+BUSY_EXIT = 3                       # exit code when a run (or the sweep) is already running in another process
+
+
+class Busy(HarnessError):
+    """A run or sweep whose lock another live process holds."""
+
+    exit_code = BUSY_EXIT
+
+
 SLURM_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "READY")
 
 
@@ -54,7 +63,7 @@ def hold_lock(path: Path, what: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise HarnessError(f"{what} is already running (pid {_read_pid(path) or '?'} holds {path}); wait for "
+            raise Busy(f"{what} is already running (pid {_read_pid(path) or '?'} holds {path}); wait for "
                                "it to end, or check with `harness sweep --status`") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -197,7 +206,7 @@ def check_existing(plan, overwrite: bool) -> dict:
             raise HarnessError(f"sweep {sweep_dir} already exists with a different {'; '.join(diff)}: pass "
                                "--overwrite to replace it, or choose another --name")
         return old
-    if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+    if sweep_dir.is_dir() and any(p.name != "locks" for p in sweep_dir.iterdir()):
         raise HarnessError(f"{sweep_dir} already exists and is not a sweep (no {MANIFEST}): pass --overwrite to "
                            "replace it, or choose another --name")
     return {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.results import read_jsonl, validate_run_name
-from harness.sweep.manifest import LOGS, MANIFEST, live_states, read_manifest, run_status
+from harness.sweep.manifest import LOGS, MANIFEST, live_states, read_manifest, run_status, slurm_states
 
 METRICS = (("reward_mean", "reward"), ("kl", "kl"), ("response_len", "len"))
 
@@ -81,6 +81,11 @@ def status_rows(sweep_dir: Path) -> list[dict]:
     manifest = read_manifest(sweep_dir)
     entries = [e for e in manifest["runs"] if isinstance(e, dict) and "name" in e]
     live = live_states(sweep_dir, [e for e in entries if run_status(sweep_dir / "runs" / e["name"]) != "finished"])
+    ended = [e for e in entries if e["name"] not in live and e.get("launcher") == "slurm" and e.get("job_id")
+             and e.get("status") in ("submitted", "running")]
+    states = slurm_states([e["job_id"] for e in ended])  # how the jobs that are no longer live ended
+    for e in ended:
+        e["job_state"] = states.get(e["job_id"]) if states.get(e["job_id"]) != "UNKNOWN" else e.get("job_state")
     rows = []
     for e in entries:
         run_dir = sweep_dir / "runs" / e["name"]

@@ -24,18 +24,11 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.sweep.manifest import LOGS, hold_lock, run_status
+from harness.sweep.manifest import BUSY_EXIT, LOGS, hold_lock, run_status
 
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
 # (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
 REDO_UNFINISHED = "resume"
-BUSY_EXIT = 3                       # exit code of a job whose setting another process is already running
-
-
-class RunBusy(HarnessError):
-    exit_code = BUSY_EXIT
-
-
 def execute_spec(spec: dict) -> None:
     """Build the run's config and train it."""
     from harness.config import build_config
@@ -95,6 +88,17 @@ def _redirect(path: str | None):
             os.close(saved[1])
 
 
+def _job_log(spec: dict, rank: int) -> str | None:
+    """``<run>/logs/<launcher>-<job id>[-rank<R>].log`` inside a submitit job (None outside one)."""
+    if not spec.get("run_dir") or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    import submitit
+
+    launcher = {"local": "submitit-local"}.get(os.environ["SUBMITIT_EXECUTOR"], os.environ["SUBMITIT_EXECUTOR"])
+    name = f"{launcher}-{submitit.JobEnvironment().job_id}" + (f"-rank{rank}" if rank else "")
+    return str(Path(spec["run_dir"]) / LOGS / f"{name}.log")
+
+
 def run_job(spec: dict) -> int:
     """Train one run of a sweep as a launcher's job; returns the exit code (0 finished, 2 user error, 3 busy).
 
@@ -104,12 +108,12 @@ def run_job(spec: dict) -> int:
     if spec.get("cwd"):
         os.chdir(spec["cwd"])
     rank = _rank()
-    log = spec.get("log")
-    if log and rank:
-        log = log.removesuffix(".log") + f"-rank{rank}.log"
+    log = spec["log"] if "log" in spec else _job_log(spec, rank)  # local: the runner already logs
     with _redirect(log):
-        logging.basicConfig(level=os.environ.get("HARNESS_LOG", "WARNING"),
-                            format="%(levelname)s %(name)s: %(message)s")
+        level = os.environ.get("HARNESS_LOG", "WARNING")
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        for name in ("lightning.pytorch", "lightning.fabric"):  # as harness.cli: no hardware/tip banners
+            logging.getLogger(name).setLevel(level)
         try:
             lock = hold_lock(Path(spec["lock"]), f"run {Path(spec['run_dir']).name}") if (
                 spec.get("lock") and rank == 0) else contextlib.nullcontext()
@@ -135,7 +139,7 @@ def subprocess_runner(spec: dict, log_path: Path) -> int:
 
 def inprocess_runner(spec: dict, log_path: Path) -> int:
     """``--in-process``: run the spec in this process (output not redirected); a user error is a failed run."""
-    return run_job({**spec, "log": None})
+    return run_job({**spec, "log": None, "cwd": None})
 
 
 def worker_main(argv: list[str] | None = None) -> int:
