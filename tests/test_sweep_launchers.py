@@ -203,3 +203,70 @@ def test_parse_slurm_time_and_extra():
                                                                         "mem": "64G"}
     with pytest.raises(HarnessError, match="at least one minute"):
         parse_slurm_time("0")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a real 2-setting x 1-seed grid through submitit-local; one job killed mid-run, then the same command again
+
+
+def _files(d: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file() and "logs" not in p.parts}
+
+
+@pytest.mark.slow
+def test_submitit_local_grid_kill_one_job_and_rerun(tmp_path, capsys, tiny_path):
+    from harness.sweep.manifest import lock_holder
+
+    argv = ["sweep", "--algo", "prl", "--grid", "algo.eta=10,100", "--seeds", "0", "--name", "sw", "--results-dir",
+            str(tmp_path), "--steps", "30", "--train.save_every", "5", "--launcher", "submitit-local",
+            "--max-parallel", "2", "--no-report", *FAST]
+    sweep, victim = tmp_path / "sw", tmp_path / "sw" / "runs" / "prl_eta=100_s0"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.time() + 400
+        while not (victim / "checkpoint" / "last").is_dir():  # its first checkpoint (step 5 of 30)
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            time.sleep(0.1)
+        pid = lock_holder(lock_path(sweep, victim.name))
+        assert pid and pid != proc.pid
+        os.kill(pid, signal.SIGKILL)  # the process training it: as an OOM kill or a lost node would
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert "[1/2] prl_eta=10_s0: finished in" in out and "[2/2] prl_eta=100_s0: FAILED (exit None" in out
+    m = _manifest(sweep)
+    assert [(e["name"], e["status"], e["launcher"]) for e in m["runs"]] == [
+        ("prl_eta=10_s0", "finished", "submitit-local"), ("prl_eta=100_s0", "failed", "submitit-local")]
+    first_jobs = [e["job_id"] for e in m["runs"]]
+    assert all(j.isdigit() for j in first_jobs) and m["runs"][0]["exit_code"] == 0
+    done_before = len((victim / "train" / "metrics.jsonl").read_text().splitlines())
+    assert 5 <= done_before < 30
+    other = sweep / "runs" / "prl_eta=10_s0"
+    stamp = _files(other)
+
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] prl_eta=10_s0: already finished, skipped" in out and "[2/2] prl_eta=100_s0: finished in" in out
+    assert _files(other) == stamp  # not redone
+    info = json.loads((victim / "run.json").read_text())
+    assert info["status"] == "finished" and [r["from_step"] for r in info["resumes"]][0] % 5 == 0
+    assert info["resumes"][0]["from_step"] >= 5  # continued from its checkpoint, not from scratch
+    steps = [json.loads(ln)["step"] for ln in (victim / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))  # every step once
+    assert (victim / "eval" / "arith" / "summary.json").is_file()
+    m = _manifest(sweep)
+    assert [e["status"] for e in m["runs"]] == ["finished", "finished"]
+    assert len(m["runs"][1]["attempts"]) == 2 and m["runs"][1]["job_id"] != first_jobs[1]
+    assert len(m["runs"][0]["attempts"]) == 1
+    logs = sorted(p.name for p in (victim / "logs").glob("*.log"))
+    assert logs == sorted(f"submitit-local-{a['job_id']}.log" for a in m["runs"][1]["attempts"])
+    assert "==== " in (victim / "logs" / logs[0]).read_text()
+
+    assert main(["sweep", "--status", str(sweep)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "sweep sw: 2 runs: 2 finished"
+    assert all(ln.split("|")[2].strip() == "finished" and ln.split("|")[4].strip() == "30/30" for ln in table[3:])
