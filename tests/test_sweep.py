@@ -1,4 +1,4 @@
-"""Sweeps (harness/sweep.py): grid parsing and validation, run naming, resumability, and one real sweep end to end."""
+"""Sweeps (harness/sweep/): grid parsing and validation, run naming, resumability, and one real sweep end to end."""
 
 from __future__ import annotations
 

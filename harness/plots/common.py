@@ -59,7 +59,7 @@ def panels(n: int, cols: int = 3, width: float = 4.0, height: float = 3.0) -> tu
     return fig, axes[:n]
 
 
-def legend(fig: Figure, axes: list, note: str = "") -> None:
+def legend(fig: Figure, axes: list, note: str = "", ncols: int = 4) -> None:
     """One legend for the whole figure (below the panels), from the labelled lines of every panel; ``note`` (how
     lines and bands were computed) goes under it."""
     handles: dict[str, object] = {}
@@ -68,14 +68,19 @@ def legend(fig: Figure, axes: list, note: str = "") -> None:
             handles.setdefault(lab, h)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncols=min(len(handles), 5), fontsize=8, frameon=False)
+                   ncols=min(len(handles), ncols), fontsize=8, frameon=False)
     if note:
         fig.suptitle(note, fontsize=8, color="0.3")
 
 
-def colours(labels: list[str]) -> dict[str, str]:
-    """A fixed colour per row label (the same in every figure of a report)."""
-    return {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def styles(labels: list[str]) -> dict[str, dict]:
+    """A fixed colour and line style per row label (the same in every figure of a report); the styles cycle so
+    that rows with identical curves stay visible on top of each other."""
+    return {label: dict(color=f"C{i % 10}", linestyle=LINESTYLES[i % len(LINESTYLES)])
+            for i, label in enumerate(dict.fromkeys(labels))}
 
 
 def ema(y: np.ndarray, span: int) -> np.ndarray:

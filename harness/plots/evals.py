@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.plots.common import BASE_STYLE, bootstrap_ci, colours, legend, panels, save, write_csv
+from harness.plots.common import BASE_STYLE, bootstrap_ci, legend, panels, save, styles, write_csv
 from harness.stats import combine_seeds, per_problem_scores
 from harness.tables import BASE, metric_value, sort_key, table_benches
 
@@ -48,7 +48,7 @@ def plot_pass_at_k(runs, path: Path) -> Path:
     benches, _ = table_benches(runs)
     base_run = next((r for r in runs if r.base), None)
     groups = _groups(runs)
-    colour = colours(list(groups))
+    style_of = styles(list(groups))
     fig, axes = panels(len(benches), cols=3, width=4.0, height=3.2)
     rows = []
     for ax, bench in zip(axes, benches):
@@ -58,7 +58,7 @@ def plot_pass_at_k(runs, path: Path) -> Path:
         for label, evals in series:
             ks, mean, lo, hi = _pass_curve(evals)
             all_ks.update(ks)
-            style = BASE_STYLE if label == BASE else dict(color=colour[label])
+            style = BASE_STYLE if label == BASE else style_of[label]
             seeds = f" ({len(evals)} seeds)" if len(evals) > 1 else ""
             ax.plot(ks, mean, marker="o", ms=3, lw=1.5, label=f"{label}{seeds}", **style)
             ax.fill_between(ks, lo, hi, alpha=0.12, color=style["color"], lw=0)
@@ -71,7 +71,8 @@ def plot_pass_at_k(runs, path: Path) -> Path:
         ax.set_title(bench, fontsize=10)
         ax.set_xlabel("k (samples per problem, log2 axis)")
         ax.set_ylabel("pass@k (%)")
-    legend(fig, axes, "lines: unbiased pass@k, mean over seeds; bands: 95% bootstrap CI over problems")
+    legend(fig, axes, "lines: unbiased pass@k, mean over seeds; bands: 95% bootstrap CI over problems",
+           ncols=2 * min(len(benches), 3))
     write_csv(path.with_suffix(".csv"), ["bench", "row", "seeds", "k", "pass_at_k_pct", "ci95_lo", "ci95_hi"], rows)
     return save(fig, path)
 
@@ -114,15 +115,14 @@ def plot_sweep(runs, path: Path, metric: str = "avg@n") -> Path | None:
             vals = [points[x] for x in xs if x in points]
             mean = np.array([np.mean(v) for v in vals])
             err = np.array([[m - min(v), max(v) - m] for m, v in zip(mean, vals)]).T
-            ax.errorbar(pos, mean, yerr=err, marker="o", ms=4, capsize=3, label=name,
-                        color=colours(names)[name])
+            ax.errorbar(pos, mean, yerr=err, marker="o", ms=4, capsize=3, label=name, **styles(names)[name])
             rows += [[bench, key, name, json.loads(x), len(points[x]), f"{np.mean(points[x]):.4f}",
                       f"{min(points[x]):.4f}", f"{max(points[x]):.4f}"] for x in xs if x in points]
         ax.set_xticks(range(len(xs)), [str(json.loads(x)) for x in xs])
         ax.set_title(f"{bench}: {header} vs {key.rsplit('.', 1)[-1]}", fontsize=10)
         ax.set_xlabel(f"{key} (evenly spaced, sorted)")
         ax.set_ylabel(f"{header} (%)")
-    legend(fig, axes, "points: mean over seeds; error bars: min-max over seeds")
+    legend(fig, axes, "points: mean over seeds; error bars: min-max over seeds", ncols=2 * len(benches))
     write_csv(path.with_suffix(".csv"), ["bench", "key", "series", "value", "seeds", "mean_pct", "min_pct",
                                          "max_pct"], rows)
     return save(fig, path)

@@ -19,10 +19,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from harness.errors import HarnessError
-from harness.plots.common import band_over_seeds, colours, ema, ema_span, legend, panels, save, write_csv
+from harness.plots.common import band_over_seeds, ema, ema_span, legend, panels, save, styles, write_csv
 from harness.results import read_jsonl
 
 # metric -> (panel title, y-axis label with units)
@@ -93,7 +93,7 @@ def training_figures(runs, path: Path, band: str = "minmax") -> list[Path]:
     for r in runs:
         if len(series[r.path]["step"]):
             groups.setdefault(r.label, []).append(r)
-    colour = colours(list(groups))
+    style = styles(list(groups))
     n_steps = max(len(s["step"]) for s in series.values())
     span = ema_span(n_steps)
     made = []
@@ -113,12 +113,14 @@ def training_figures(runs, path: Path, band: str = "minmax") -> list[Path]:
                     continue
                 grid, curves = _curve([p[0] for p in pts], [p[1] for p in pts], xkey == "step")
                 mean, lo, hi = band_over_seeds(curves, band)
-                ax.plot(grid, mean, color=colour[label], lw=1.6, label=f"{label} ({len(pts)} seed"
+                ax.plot(grid, mean, lw=1.6, **style[label], label=f"{label} ({len(pts)} seed"
                         f"{'s' if len(pts) > 1 else ''})")
                 if len(pts) > 1:
-                    ax.fill_between(grid, lo, hi, color=colour[label], alpha=0.13, lw=0)
+                    ax.fill_between(grid, lo, hi, color=style[label]["color"], alpha=0.13, lw=0)
             ax.set_title(TRAIN_KEYS[key][0], fontsize=10)
             ax.set_xlabel(xlabel)
+            if xkey == "step":
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if xkey == "tokens":
                 ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 50k, 1.2M
             ax.set_ylabel(TRAIN_KEYS[key][1], fontsize=9)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
-from harness.sweep.manifest import (LOGS, check_existing, ended_slurm_state, hold_lock, live_states, new_manifest,
-                                    run_status, save_manifest)
+from harness.sweep.manifest import (LOGS, check_existing, ended_slurm_state, hold_lock, live_states, lock_holder,
+                                    lock_path, new_manifest, run_status, save_manifest)
 from harness.sweep.worker import BUSY_EXIT, REDO_UNFINISHED, subprocess_runner
 
 
@@ -18,7 +18,7 @@ def run_spec(plan, run, redo: bool | None) -> dict:
     run_dir = (plan.sweep_dir / "runs" / run.name).resolve()
     return {"config": plan.yaml_data, "overrides": run.overrides, "label": run.label, "settings": run.settings,
             REDO_UNFINISHED: redo, "run_dir": str(run_dir), "cwd": os.getcwd(),
-            "lock": str((plan.sweep_dir / "locks" / f"{run.name}.lock").resolve())}
+            "lock": str(lock_path(plan.sweep_dir, run.name).resolve())}
 
 
 def last_line(log_dir: Path) -> str:
@@ -126,7 +126,7 @@ def _run_submitit(sw: _Sweep, todo: list, launcher: str, *, max_parallel: int, s
                 live[r.name] = (i, r, entry, job)
             time.sleep(poll_s)
             for name, (i, r, entry, job) in list(live.items()):
-                if entry["status"] == "submitted" and (sw.run_dir(r) / LOGS).is_dir():
+                if entry["status"] == "submitted" and lock_holder(lock_path(sw.plan.sweep_dir, r.name)):
                     entry["status"] = "running"
                     sw.save()
                 if job.done():
