@@ -219,7 +219,7 @@ def test_submitit_local_grid_kill_one_job_and_rerun(tmp_path, capsys, tiny_path)
 
     argv = ["sweep", "--algo", "prl", "--grid", "algo.eta=10,100", "--seeds", "0", "--name", "sw", "--results-dir",
             str(tmp_path), "--steps", "30", "--train.save_every", "5", "--launcher", "submitit-local",
-            "--max-parallel", "2", "--no-report", *FAST]
+            "--max-parallel", "2", *FAST]
     sweep, victim = tmp_path / "sw", tmp_path / "sw" / "runs" / "prl_eta=100_s0"
     proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -249,8 +249,13 @@ def test_submitit_local_grid_kill_one_job_and_rerun(tmp_path, capsys, tiny_path)
 
     capsys.readouterr()
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
     assert "[1/2] prl_eta=10_s0: already finished, skipped" in out and "[2/2] prl_eta=100_s0: finished in" in out
+    # it ends with the table command's table and names the files written (the same files as any launcher's)
+    assert "| prl eta=10 |" in out and "| prl eta=100 |" in out and f"files: {sweep / 'sweep.json'}" in out
+    assert f"wrote {sweep / 'report' / 'table.md'}" in cap.err
+    assert (sweep / "report" / "training.pdf").is_file() and (sweep / "report" / "training.csv").is_file()
     assert _files(other) == stamp  # not redone
     info = json.loads((victim / "run.json").read_text())
     assert info["status"] == "finished" and [r["from_step"] for r in info["resumes"]][0] % 5 == 0
