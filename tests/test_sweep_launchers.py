@@ -242,6 +242,7 @@ def test_submitit_local_grid_kill_one_job_and_rerun(tmp_path, capsys, tiny_path)
         ("prl_eta=10_s0", "finished", "submitit-local"), ("prl_eta=100_s0", "failed", "submitit-local")]
     first_jobs = [e["job_id"] for e in m["runs"]]
     assert all(j.isdigit() for j in first_jobs) and m["runs"][0]["exit_code"] == 0
+    assert m["runs"][1]["job_state"] == "no result: killed or crashed" and m["runs"][1]["exit_code"] is None
     done_before = len((victim / "train" / "metrics.jsonl").read_text().splitlines())
     assert 5 <= done_before < 30
     other = sweep / "runs" / "prl_eta=10_s0"
@@ -275,3 +276,17 @@ def test_submitit_local_grid_kill_one_job_and_rerun(tmp_path, capsys, tiny_path)
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "sweep sw: 2 runs: 2 finished"
     assert all(ln.split("|")[2].strip() == "finished" and ln.split("|")[4].strip() == "30/30" for ln in table[3:])
+
+
+def test_slurm_wait_follows_the_jobs_to_their_end(tmp_path, monkeypatch, capsys):
+    fake = _fake_slurm(tmp_path, monkeypatch)
+    (fake / "sacct").write_text("4242_0|FAILED|n1\n4242_1|TIMEOUT|n2\n")  # the jobs end without a result
+    res = tmp_path / "res"
+    argv = ["sweep", "--algo", "prl", "--grid", "algo.eta=10,100", "--name", "sw", "--results-dir", str(res),
+            "--launcher", "slurm", "--wait", "--no-report", *FAST]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "[1/2] prl_eta=10_s0: FAILED (exit None, FAILED)" in out
+    assert "[2/2] prl_eta=100_s0: FAILED (exit None, TIMEOUT)" in out
+    m = _manifest(res / "sw")
+    assert [(e["status"], e["job_state"]) for e in m["runs"]] == [("failed", "FAILED"), ("failed", "TIMEOUT")]

@@ -47,12 +47,12 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="validate and list the runs (slurm: print the sbatch script), write nothing")
     g = p.add_argument_group("SLURM (--launcher slurm)")
-    g.add_argument("--slurm.partition", dest="slurm_partition", help="partition (sbatch --partition)")
-    g.add_argument("--slurm.gpus-per-node", dest="slurm_gpus_per_node", type=int, help="GPUs per node")
-    g.add_argument("--slurm.nodes", dest="slurm_nodes", type=int,
+    g.add_argument("--slurm.partition", dest="slurm_partition", metavar="NAME", help="partition (sbatch --partition)")
+    g.add_argument("--slurm.gpus-per-node", dest="slurm_gpus_per_node", type=int, metavar="N", help="GPUs per node")
+    g.add_argument("--slurm.nodes", dest="slurm_nodes", type=int, metavar="N",
                    help="nodes per run (must match --num-nodes; default: --num-nodes, else 1)")
-    g.add_argument("--slurm.time", dest="slurm_time", help="time limit per run: minutes, H:MM:SS or D-H:MM:SS")
-    g.add_argument("--slurm.account", dest="slurm_account", help="account to charge (sbatch --account)")
+    g.add_argument("--slurm.time", dest="slurm_time", metavar="TIME", help="time limit per run: minutes, H:MM:SS or D-H:MM:SS")
+    g.add_argument("--slurm.account", dest="slurm_account", metavar="NAME", help="account to charge (sbatch --account)")
     g.add_argument("--slurm.extra", dest="slurm_extra", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. qos=high, mem=64G, cpus-per-task=8 (repeatable)")
     p.set_defaults(func=run, accepts_overrides=True)

@@ -88,13 +88,21 @@ def _run_local(sw: _Sweep, todo: list, runner: Callable[[dict, Path], int]) -> N
         sw.ended(i, r, entry, rc, redo)
 
 
+_FAILED_STATES = ("FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                  "DEADLINE", "INTERRUPTED")
+
+
 def _job_outcome(job) -> tuple[int | None, str]:
     """(exit code returned by run_job, or None when the job died or raised; submitit's state)."""
-    state = str(job.state)
+    state = str(job.state).split()[0].upper()
+    if state in _FAILED_STATES:  # no result will come: do not wait for the result pickle
+        return None, state
+    if job.__class__.__name__ == "LocalJob":
+        job._results_timeout_s = 1  # submitit waits 15 s for a late result pickle (NFS); this disk is local
     try:
         rc = job.result()
     except Exception:  # noqa: BLE001 - killed, crashed or cancelled: the log says why
-        rc = None
+        return None, "no result: killed or crashed" if state in ("FINISHED", "COMPLETED") else state
     return (rc if isinstance(rc, int) else None), state
 
 
