@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
-from harness.sweep.manifest import (LOGS, check_existing, ended_slurm_state, hold_lock, live_states, lock_holder,
-                                    lock_path, new_manifest, run_status, save_manifest)
+from harness.sweep.manifest import (LOGS, check_existing, hold_lock, live_states, lock_holder, lock_path, new_manifest,
+                                    run_status, save_manifest, slurm_states)
 from harness.sweep.worker import BUSY_EXIT, REDO_UNFINISHED, subprocess_runner
 
 
@@ -175,9 +175,11 @@ def run_sweep(plan, *, overwrite: bool = False, runner: Callable[[dict, Path], i
         sw.save()
         entries = manifest["runs"]
         live = live_states(sweep_dir, [e for e in entries if e["status"] != "finished"])
-        for e in entries:
-            if e["status"] != "finished" and e["name"] not in live and e["status"] in ("submitted", "running"):
-                e.update(status="failed", job_state=ended_slurm_state(e) or e.get("job_state"))
+        stale = [e for e in entries if e["status"] in ("submitted", "running") and e["name"] not in live]
+        ended = slurm_states([e["job_id"] for e in stale if e.get("launcher") == "slurm" and e.get("job_id")])
+        for e in stale:  # its job has ended (or its driver was killed) without the run finishing
+            state = ended.get(e.get("job_id"), "UNKNOWN")
+            e.update(status="failed", job_state=state if state != "UNKNOWN" else e.get("job_state"))
         sw.save()
         done = sum(e["status"] == "finished" for e in entries)
         echo(f"sweep {plan.name}: {sw.total} runs, {done} already finished, {len(live)} running elsewhere, "
@@ -204,7 +206,8 @@ def run_sweep(plan, *, overwrite: bool = False, runner: Callable[[dict, Path], i
         return 0
     n_ok = sum(e["status"] == "finished" for e in entries)
     echo(f"sweep {plan.name}: {n_ok}/{sw.total} finished" + (f", {sw.failed} failed (rerun the same command "
-         "to retry them)" if sw.failed else "") + f"; table: python -m harness table {sweep_dir}")
+         "to retry them)" if sw.failed else "") + (f", {len(live)} still running elsewhere" if live else "")
+         + f"; table: python -m harness table {sweep_dir}")
     if report and n_ok:
         write_report(sweep_dir, echo)
     return sw.failed

@@ -142,14 +142,6 @@ def live_states(sweep_dir: Path, entries: list[dict]) -> dict[str, str]:
     return out
 
 
-def ended_slurm_state(entry: dict) -> str | None:
-    """The sacct state of an entry's SLURM job once it has ended (e.g. FAILED, TIMEOUT, CANCELLED), else None."""
-    if entry.get("launcher") != "slurm" or not entry.get("job_id"):
-        return None
-    state = slurm_states([entry["job_id"]]).get(entry["job_id"], "UNKNOWN")
-    return None if state in SLURM_ACTIVE + ("UNKNOWN",) else state
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # the manifest
 
