@@ -19,6 +19,7 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.sweep import MANIFEST, parse_grid, plan_sweep, run_sweep
+from harness.sweep.job import SweepJob
 from harness.sweep.launchers import parse_extra, parse_slurm_time
 from harness.sweep.manifest import hold_lock, lock_path
 from harness.sweep.worker import run_job
@@ -121,8 +122,9 @@ def test_slurm_job_array_script_status_and_resubmission(tmp_path, monkeypatch, c
     for i, name in enumerate(names):
         with open(folder / f"4242_{i}_submitted.pkl", "rb") as f:
             delayed = pickle.load(f)
-        assert delayed.function is run_job
+        assert isinstance(delayed.function, SweepJob) and hasattr(delayed.function, "checkpoint")  # requeueable
         spec = delayed.args[0]
+        assert delayed.function.checkpoint(spec).args == (spec,)  # on preemption/time-out: requeued, same spec
         assert f"name={name}" in spec["overrides"] and "trainer.devices=2" in spec["overrides"]
         assert spec["run_dir"] == str((res / "sw" / "runs" / name).resolve()) and spec["resume"] is None
 

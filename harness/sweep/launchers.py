@@ -145,7 +145,7 @@ def make_executor(launcher: str, plan, *, slurm: SlurmOptions | None = None, max
 
 def submit(executor, specs: list[dict]) -> list:
     """Submit one job per spec (on SLURM: one job array); returns submitit jobs in the same order."""
-    from harness.sweep.worker import run_job
+    from harness.sweep.job import SweepJob
 
     with _importable():
-        return executor.map_array(run_job, specs)
+        return executor.map_array(SweepJob(), specs)
