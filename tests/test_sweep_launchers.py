@@ -78,8 +78,9 @@ def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scripts = {
-        "sbatch": '#!/bin/sh\nn=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)\necho $((n + 1)) > "$FAKE_SLURM/next"\n'
-                  'cp "$1" "$FAKE_SLURM/sbatch-$n.sh"\necho "Submitted batch job $n"\n',
+        "sbatch": '#!/bin/sh\nn=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)\n'
+                  'echo $((n + 1)) > "$FAKE_SLURM/next"\ncp "$1" "$FAKE_SLURM/sbatch-$n.sh"\n'
+                  'echo "Submitted batch job $n"\n',
         "srun": "#!/bin/sh\nexit 1\n",
         "sacct": '#!/bin/sh\necho "JobID|State|NodeList"\ncat "$FAKE_SLURM/sacct" 2>/dev/null\n',
     }

@@ -4,7 +4,8 @@
         --seeds 0,1,2 --bench arith --steps 50 --name prl-eta
     python -m harness sweep --grid algo.name=prl,grpo --seeds 0,1 --bench arith --name cmp \\
         --launcher submitit-local --max-parallel 2
-    python -m harness sweep --grid algo.name=prl,grpo --seeds 0,1,2 --bench all --name cmp --model Qwen/Qwen2.5-Math-1.5B \\
+    python -m harness sweep --grid algo.name=prl,grpo --seeds 0,1,2 --bench all --name cmp \\
+        --model Qwen/Qwen2.5-Math-1.5B \\
         --launcher slurm --slurm.partition gpu --slurm.gpus-per-node 1 --slurm.time 4:00:00 --slurm.extra qos=high
     python -m harness sweep --status cmp
 """
@@ -51,7 +52,8 @@ def add_parser(sub) -> None:
     g.add_argument("--slurm.gpus-per-node", dest="slurm_gpus_per_node", type=int, metavar="N", help="GPUs per node")
     g.add_argument("--slurm.nodes", dest="slurm_nodes", type=int, metavar="N",
                    help="nodes per run (must match --num-nodes; default: --num-nodes, else 1)")
-    g.add_argument("--slurm.time", dest="slurm_time", metavar="TIME", help="time limit per run: minutes, H:MM:SS or D-H:MM:SS")
+    g.add_argument("--slurm.time", dest="slurm_time", metavar="TIME",
+                   help="time limit per run: minutes, H:MM:SS or D-H:MM:SS")
     g.add_argument("--slurm.account", dest="slurm_account", metavar="NAME", help="account to charge (sbatch --account)")
     g.add_argument("--slurm.extra", dest="slurm_extra", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. qos=high, mem=64G, cpus-per-task=8 (repeatable)")

@@ -8,8 +8,8 @@
 Layout (documented in ``results/README.md``, "Sweeps")::
 
     results/<sweep>/sweep.json          manifest: config, base overrides, grid, seeds, every run with its state/job
-    results/<sweep>/runs/<run>/         one ordinary run directory per (setting, seed), e.g. prl_eta=10_entropy_coef=0_s0
-    results/<sweep>/runs/<run>/logs/    stdout/stderr of each attempt (local.log, submitit-local-<job>.log, slurm-<job>.log)
+    results/<sweep>/runs/<run>/         one ordinary run directory per (setting, seed), e.g. prl_eta=10_s0
+    results/<sweep>/runs/<run>/logs/    output of each attempt: local.log, submitit-local-<job>.log, slurm-<job>.log
     results/<sweep>/locks/<run>.lock    held by the process training that run (flock; its pid inside)
     results/<sweep>/submitit/           submitit's job files (pickled run specs, sbatch scripts)
     results/<sweep>/report/             the table and plots written when the sweep ends (harness table)

@@ -1,4 +1,4 @@
-"""The sweep manifest ``results/<sweep>/sweep.json``, run states, and the locks that keep one setting from running twice.
+"""The sweep manifest ``results/<sweep>/sweep.json``, run states, and the locks that keep a setting from running twice.
 
 A run's state is decided from the run directory first (``run.json`` ``finished``), then from whether something is
 running it now: the run lock ``results/<sweep>/locks/<run>.lock`` (an ``flock`` held by the process training it,

@@ -1,4 +1,4 @@
-"""Sweep planning: parse ``--grid``/``--seeds``, name every (setting, seed) run and validate its config (writes nothing).
+"""Sweep planning: parse ``--grid``/``--seeds``, name each (setting, seed) run and validate its config (writes nothing).
 
     python -m harness sweep --algo prl --grid algo.eta=10,100,1000 --grid algo.entropy_coef=0,0.001 \\
         --seeds 0,1,2 --bench arith --steps 50 --name prl-eta

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.sweep.manifest import BUSY_EXIT, LOGS, hold_lock, run_status
+from harness.sweep.manifest import LOGS, hold_lock, run_status
 
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
 # (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
