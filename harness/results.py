@@ -100,7 +100,7 @@ def prepare_run_dir(results_dir: str | os.PathLike, name: str, *, overwrite: boo
         raise HarnessError(f"results directory {str(root)!r} is not a folder ({existing} is a file)")
     if run_dir.exists() and not run_dir.is_dir():
         raise HarnessError(f"run directory {run_dir} exists and is not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != "logs" for p in run_dir.iterdir()):  # a sweep job's logs/ come first
         if not (overwrite or resume):
             raise HarnessError(f"run directory {run_dir} already exists: pass --resume to continue "
                                "it or --overwrite to replace it")

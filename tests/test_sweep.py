@@ -1,4 +1,4 @@
-"""Sweeps (harness/sweep.py): grid parsing and validation, run naming, resumability, and one real sweep end to end."""
+"""Sweeps (harness/sweep/): grid parsing and validation, run naming, resumability, and one real sweep end to end."""
 
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def test_sweep_end_to_end_and_resume(tmp_path, capsys, tiny_path):
         assert f"eta: {float(eta)}" in (d / "config.yaml").read_text()
         assert "wandb_group: sw" in (d / "config.yaml").read_text()
         assert list((d / "wandb").glob("offline-run-*/run-*.wandb"))  # offline wandb run inside the run dir
-        assert (sweep / "logs" / f"prl_eta={eta}_s0.log").is_file()
+        assert (d / "logs" / "local.log").is_file()
     runs, warnings = load_runs([sweep])  # what `harness table` reads
     assert [r.label for r in runs] == ["prl eta=10", "prl eta=100"] and not warnings
 
@@ -239,4 +239,4 @@ def test_sweep_end_to_end_and_resume(tmp_path, capsys, tiny_path):
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == stamp
     assert json.loads((second / "run.json").read_text())["status"] == "finished"
     assert (second / "eval" / "arith" / "summary.json").is_file()
-    assert (sweep / "logs" / "prl_eta=100_s0.log").read_text().count("attempt ====") == 2
+    assert (second / "logs" / "local.log").read_text().count("attempt ====") == 2

@@ -232,7 +232,8 @@ def test_sweep_and_training_plots(tmp_path):
     runs, _ = load_runs([tmp_path / "sw"])
     assert [r.info["settings"]["algo.eta"] for r in runs] == [10, 10, 100, 100, 1000, 1000]  # numeric order
     paths = write_plots(runs, tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["pass_at_k.png", "sweep.png", "training.png"]
+    assert sorted(p.name for p in paths) == ["pass_at_k.png", "sweep.png", "training.png", "training_time.png",
+                                             "training_tokens.png"]  # issue 16: x in tokens and time too
     assert all(p.stat().st_size > 10_000 for p in paths)
     (runs[0].path / "train" / "metrics.jsonl").write_text('{"step": 1, "kl": 0.1}\n{"step": 2,,}\n{"step": 3}\n')
     with pytest.raises(HarnessError, match="invalid JSON line"):

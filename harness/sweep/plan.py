@@ -1,51 +1,24 @@
-"""Sweeps: the cartesian product of grid settings x seeds, each an ordinary run directory (issue 4, item 1).
+"""Sweep planning: parse ``--grid``/``--seeds``, name each (setting, seed) run and validate its config (writes nothing).
 
     python -m harness sweep --algo prl --grid algo.eta=10,100,1000 --grid algo.entropy_coef=0,0.001 \\
         --seeds 0,1,2 --bench arith --steps 50 --name prl-eta
-    python -m harness table results/prl-eta --baseline "prl eta=100 entropy_coef=0" --out results/prl-eta/report
-
-Layout (documented in ``results/README.md``, "Sweeps")::
-
-    results/<sweep>/sweep.json         manifest: config, base overrides, grid, seeds, every run with its status
-    results/<sweep>/runs/<run>/        one ordinary run directory per (setting, seed), e.g. prl_eta=10_entropy_coef=0_s0
-    results/<sweep>/logs/<run>.log     stdout/stderr of each attempt of that run
 
 Every configuration is built and validated (``build_config``) before anything is written, so a bad grid leaves
-nothing on disk. Rerunning the same command skips finished runs (``run.json`` status ``finished``) and resumes the
-others from their last checkpoint (``REDO_UNFINISHED``); a different config, base overrides or grid under the same name is refused unless ``--overwrite``. The
-seeds may change between invocations (e.g. to add seeds).
-
-Each run executes in its own process (``python -m harness.sweep RUN_SPEC_JSON``, see :func:`worker_main`) because
-(1) Lightning's multi-device launcher re-executes the current command for each rank, which must be a single run, not
-the whole sweep; (2) vLLM and CUDA memory is only reliably released when the process exits; (3) a crash or OOM-kill
-of one run must not end the sweep. ``--in-process`` runs them in the sweep's own process instead (faster start-up,
-handy for debugging and small CPU sweeps).
+nothing on disk. See ``harness/sweep/__init__.py`` for the layout on disk and the launchers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import HarnessError
-from harness.results import atomic_write_json, validate_run_name
+from harness.results import validate_run_name
 
-MANIFEST = "sweep.json"
-SCHEMA_VERSION = 1
-# How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
-# (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
-REDO_UNFINISHED = "resume"
 # keys the sweep itself sets for every run; a grid or base override may not set them
 RESERVED = {"name": "--name names the sweep; runs are named after their settings",
             "seed": "use --seeds", "results_dir": "use --results-dir"}
@@ -252,172 +225,3 @@ def plan_sweep(grid: dict[str, list[str]], seeds: list[int], base_overrides: lis
             cfg = build(overrides, f"sweep run {rname}")
             plan.runs.append(PlannedRun(rname, label, seed, {k: _get(cfg, k) for k in keys}, overrides, algo))
     return plan
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# execution
-
-
-def run_status(run_dir: Path) -> str:
-    """``finished`` / ``unfinished`` (a non-empty directory, any other status) / ``absent``."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return "absent"
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unfinished"
-    return "finished" if isinstance(info, dict) and info.get("status") == "finished" else "unfinished"
-
-
-def run_spec(plan: SweepPlan, run: PlannedRun, redo: bool) -> dict:
-    """The JSON-able job description a worker turns into ``harness.train.run(...)``."""
-    return {"config": plan.yaml_data, "overrides": run.overrides, "label": run.label, "settings": run.settings,
-            REDO_UNFINISHED: redo}
-
-
-def execute_spec(spec: dict) -> None:
-    """Build the run's config and train it (called in the worker process, or in-process)."""
-    from harness.config import build_config
-    from harness.train import run as train_run
-
-    cfg = build_config(spec["config"], spec["overrides"])
-    train_run(cfg, overwrite=bool(spec.get("overwrite")), resume=bool(spec.get("resume")),
-              label=spec["label"], settings=spec["settings"])
-
-
-def subprocess_runner(spec: dict, log_path: Path) -> int:
-    """Run one spec as ``python -m harness.sweep SPEC`` with stdout/stderr appended to ``log_path``."""
-    repo = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} attempt ====\n")
-        log.flush()
-        return subprocess.run([sys.executable, "-m", "harness.sweep", json.dumps(spec)], stdout=log,
-                              stderr=subprocess.STDOUT, env=env).returncode
-
-
-def inprocess_runner(spec: dict, log_path: Path) -> int:
-    """Run one spec in this process; a HarnessError counts as a failed run (exit code 2), other errors propagate."""
-    try:
-        execute_spec(spec)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    errors = [ln for ln in lines if ln.startswith(("error:", "Traceback")) or "Error" in ln.split(":")[0]]
-    return (errors or lines or [""])[-1][:200]
-
-
-def _describe_change(key: str, old, new) -> str:
-    """One-line description of how a manifest field differs, e.g. ``run overrides (-train.steps=1 +train.steps=2)``."""
-    if key == "base_overrides" and isinstance(old, list):
-        change = [f"-{o}" for o in old if o not in new] + [f"+{o}" for o in new if o not in old]
-        return f"run flags/overrides ({' '.join(change) or 'order changed'})"
-    if key == "grid" and isinstance(old, dict):
-        fmt = lambda g: " ".join(f"{k}={','.join(map(str, v))}" for k, v in g.items()) or "(none)"  # noqa: E731
-        return f"grid (was {fmt(old)}, now {fmt(new)})"
-    return "--config file contents" if key == "config" else key
-
-
-def run_sweep(plan: SweepPlan, *, overwrite: bool = False, runner: Callable[[dict, Path], int] = subprocess_runner,
-              echo: Callable[[str], None] = print, argv: list[str] | None = None) -> int:
-    """Execute a planned sweep, skipping finished runs; returns the number of runs that failed.
-
-    Raises:
-        HarnessError: the sweep directory holds a different sweep (or something else) and ``overwrite`` is False.
-    """
-    sweep_dir, mpath = plan.sweep_dir, plan.sweep_dir / MANIFEST
-    if mpath.is_file() and not overwrite:
-        try:
-            old = json.loads(mpath.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise HarnessError(f"{mpath}: invalid JSON ({err}); pass --overwrite to start the sweep again") from None
-        mine = json.loads(json.dumps(plan.identity(), default=str))
-        diff = [_describe_change(k, old.get(k), mine[k]) for k in mine if old.get(k) != mine[k]]
-        if diff:
-            raise HarnessError(f"sweep {sweep_dir} already exists with a different {'; '.join(diff)}: pass "
-                               "--overwrite to replace it, or choose another --name")
-    elif sweep_dir.is_dir() and any(sweep_dir.iterdir()) and not overwrite:
-        raise HarnessError(f"{sweep_dir} already exists and is not a sweep (no {MANIFEST}): pass --overwrite to "
-                           "replace it, or choose another --name")
-    if overwrite and sweep_dir.exists():
-        shutil.rmtree(sweep_dir)
-
-    now = time.time()
-    manifest = {"schema_version": SCHEMA_VERSION, "name": plan.name, "created": now, "updated": now,
-                "command": argv, **plan.identity(), "seeds": plan.seeds, "runs": []}
-    if mpath.is_file():
-        manifest["created"] = json.loads(mpath.read_text(encoding="utf-8")).get("created", now)
-    for r in plan.runs:
-        status = "finished" if run_status(sweep_dir / "runs" / r.name) == "finished" else "pending"
-        manifest["runs"].append({"name": r.name, "label": r.label, "algo": r.algo, "seed": r.seed,
-                                 "settings": r.settings, "path": f"runs/{r.name}", "log": f"logs/{r.name}.log",
-                                 "status": status})
-
-    def save() -> None:
-        manifest["updated"] = time.time()
-        atomic_write_json(mpath, manifest)
-
-    save()
-    total, todo = len(plan.runs), sum(e["status"] != "finished" for e in manifest["runs"])
-    echo(f"sweep {plan.name}: {total} runs, {total - todo} already finished, {todo} to run -> {sweep_dir}")
-    failed = 0
-    for i, (r, entry) in enumerate(zip(plan.runs, manifest["runs"]), 1):
-        head = f"[{i}/{total}] {r.name}"
-        if entry["status"] == "finished":
-            echo(f"{head}: already finished, skipped")
-            continue
-        run_dir = sweep_dir / "runs" / r.name
-        redo = run_status(run_dir) != "absent"
-        entry.update(status="running", attempt_started=time.time())
-        save()
-        t0 = time.time()
-        try:
-            rc = runner(run_spec(plan, r, redo), sweep_dir / entry["log"])
-        except BaseException:
-            entry.update(status="interrupted", exit_code=None)
-            save()
-            raise
-        ok = rc == 0 and run_status(run_dir) == "finished"
-        entry.update(status="finished" if ok else "failed", exit_code=rc, time_s=round(time.time() - t0, 1))
-        save()
-        what = "redone" if redo else "ran"
-        if ok:
-            echo(f"{head}: finished ({what}) in {entry['time_s']:.0f}s")
-        else:
-            failed += 1
-            echo(f"{head}: FAILED (exit {rc}) after {entry['time_s']:.0f}s: {_last_line(sweep_dir / entry['log'])} "
-                 f"(log: {sweep_dir / entry['log']})")
-    echo(f"sweep {plan.name}: {total - failed}/{total} finished" + (f", {failed} failed (rerun the same command "
-         "to retry them)" if failed else "") + f"; table: python -m harness table {sweep_dir}")
-    return failed
-
-
-def worker_main(argv: list[str] | None = None) -> int:
-    """``python -m harness.sweep RUN_SPEC_JSON``: train one run of a sweep (the sweep starts this itself)."""
-    import logging
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m harness.sweep RUN_SPEC_JSON (started by `python -m harness sweep`)", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=os.environ.get("HARNESS_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        execute_spec(json.loads(argv[0]))
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())
