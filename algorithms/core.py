@@ -23,8 +23,8 @@ from typing import Callable
 
 import torch
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from common.errors import HarnessError
+from common.registry import Registry
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 KL_ALIASES = {"k1": "k1", "kl": "k1", "k2": "k2", "mse": "k2", "k3": "k3", "low_var_kl": "k3"}

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 COMMANDS = ("run", "evaluate", "grade", "sweep", "table", "ls")
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 
 def _check(cond: bool, key: str, allowed: str, value: Any) -> None:

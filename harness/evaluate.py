@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 import zlib
 from collections import defaultdict
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks import Problem, get_benchmark
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.versions import package_versions
 from harness.metrics import summarize
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from harness.rollout import SamplingParams
 
 SCHEMA_VERSION = 1
-_PACKAGES = ("torch", "transformers", "datasets", "math-verify", "latex2sympy2_extended", "sympy", "vllm")
 
 
 def problem_ids_sha256(ids) -> str:

@@ -30,7 +30,7 @@ import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.rollout import SamplingParams
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import read_jsonl
 from harness.tables import BASE, Run, metric_value, sort_key, table_benches
 

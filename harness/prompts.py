@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 
 @dataclass(frozen=True)

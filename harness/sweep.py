@@ -38,7 +38,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Callable
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import atomic_write_json, validate_run_name
 
 MANIFEST = "sweep.json"
@@ -166,7 +166,7 @@ def check_inputs(cfg, checked: set | None = None) -> None:
     """The cheap input checks ``harness.train.run`` makes before writing: benchmark names and data, rollout engine
     (each distinct combination once). Model and training-data problems still surface in the run itself."""
     from benchmarks import get_benchmark, resolve_benchmarks
-    from harness.train import check_engine
+    from harness.engines import check_engine
 
     key = (cfg.data.bench, cfg.data.data_dir, cfg.eval.limit, cfg.rollout.engine)
     if checked is not None and key in checked:

@@ -26,7 +26,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.jsonl import read_jsonl_strict
 from harness.stats import combine_seeds, holm, mean_std, paired_arrays, paired_bootstrap, per_problem_scores
 
 PAPER_BENCHES = ("math500", "minerva_math", "olympiadbench")
@@ -78,19 +79,14 @@ def _read_json(path: Path) -> dict:
 
 def _read_samples(path: Path) -> list[dict]:
     """Strictly read ``samples.jsonl``, keeping only problem_id and correct (a bad line is an error, not dropped)."""
+    if not path.is_file():
+        raise HarnessError(f"{path}: missing file (needed for the significance tests)")
     out = []
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): responses may hold U+2028
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: missing file (needed for the significance tests)") from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for i, rec in read_jsonl_strict(path):
         try:
-            rec = json.loads(line)
             out.append({"problem_id": str(rec["problem_id"]), "correct": rec["correct"]})
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise HarnessError(f"{path}:{i}: invalid sample record ({type(e).__name__}: {e})") from None
+        except KeyError as e:
+            raise HarnessError(f"{path}:{i}: invalid sample record (KeyError: {e})") from None
     return out
 
 

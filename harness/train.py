@@ -19,7 +19,7 @@ import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from harness.config import RunConfig, dump_yaml
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, prepare_run_dir, read_jsonl
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.arith import (ArithConfig, boxed_integer, fixed_test_split, is_test_side,
                               make_problem, solve, train_stream)
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.prompts import ArithSource
 
 

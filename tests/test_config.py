@@ -3,7 +3,7 @@
 import pytest
 
 from harness.config import build_config, dump_yaml, load_yaml, to_dict
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.commands.run import parse_overrides
 
 

@@ -153,7 +153,7 @@ def test_train_data_reward_uses_math_verify():
     ('{"problem": "x", "answer": ""}\n', "empty problem or answer"),
 ])
 def test_train_data_bad_files(tmp_path, content, match):
-    from harness.errors import HarnessError
+    from common.errors import HarnessError
     from harness.prompts import FileSource
 
     f = tmp_path / "t.jsonl"

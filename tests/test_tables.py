@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.commands import table as table_cmd
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.plots import plot_training, write_plots
 from harness.tables import AVG3, RENDERERS, build_table, load_runs
 

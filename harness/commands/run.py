@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 # named flags -> config keys (everything else: --section.key VALUE or section.key=VALUE)
 FLAGS = {

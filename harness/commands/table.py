@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import atomic_write_text
 from harness.tables import RENDERERS, build_table, load_runs, parse_metrics
 
