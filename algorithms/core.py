@@ -98,6 +98,7 @@ class Algorithm:
     needs_ref: bool  # whether the advantage itself needs rollout.ref_logp (kl_coef > 0 needs it too)
     summary: str  # one line for `harness ls`
     needs_old_logp: bool = False  # whether the advantage itself needs rollout.old_logp
+    diagnostics: Callable | None = None  # (rollout, cfg) -> {name: float} logged per step, e.g. PRL's process share
 
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm")

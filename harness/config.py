@@ -112,6 +112,7 @@ class EvalConfig:
     batch_size: int = 64                # prompts per generation chunk
     before: bool = True                 # evaluate the base model before training (table's base row)
     after: bool = True                  # evaluate the trained model
+    cache_base: bool = True             # reuse a shared base evaluation of the same model, data and settings
 
     def __post_init__(self) -> None:
         _check(self.n >= 1, "eval.n", ">= 1", self.n)

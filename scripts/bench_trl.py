@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 def arith_rows(seed: int, prompts: int, steps: int) -> list[dict]:
     """The harness's training prompts, step by step: ``steps * prompts`` rows of {prompt, answer}."""
     from benchmarks.arith import plain_prompt
-    from harness.prompts import ArithSource
+    from harness.train_data import ArithSource
 
     src = ArithSource(seed, prompts)
     return [{"prompt": plain_prompt(p.problem), "answer": p.answer}

@@ -232,7 +232,7 @@ def test_checkpoint_swap_recovery(tmp_path):
 
 
 def test_truncate_metrics_drops_later_steps_and_torn_line(tmp_path):
-    from harness.train import _truncate_metrics
+    from harness.prepare import truncate_metrics as _truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "x": s / 3}) + "\n" for s in range(1, 6)) + '{"step": 6, "x"')

@@ -129,6 +129,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from harness.train import run as train_run
 
-    run_dir = train_run(cfg, overwrite=args.overwrite, resume=args.resume)
-    print(f"run finished: {run_dir}")
+    train_run(cfg, overwrite=args.overwrite, resume=args.resume)  # prints the table of what it found
     return 0
