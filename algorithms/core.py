@@ -4,7 +4,7 @@ Everything here is a pure function of tensors (no model, no optimizer), so each 
 ``algorithms/`` is only an advantage function plus a config. The loss is verl's
 ``compute_policy_loss_vanilla`` (PPO clip with dual clip, Ye et al. 2020 arXiv 1912.09729), with
 verl's ``agg_loss`` aggregation, ``kl_penalty`` estimators (Schulman's k1/k2/k3) and entropy bonus;
-see /work/shared/notes/PEERS.md §1 for the reference formulas.
+see the project notes, PEERS.md §1, for the reference formulas.
 
 Deviations from verl (all deliberate):
 - ``aggregate_loss`` takes the whole mini-batch's token / sequence counts, so micro-batch losses sum

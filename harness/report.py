@@ -39,11 +39,14 @@ def run_report(run_dir: str | Path) -> str:
     rows = [("benchmark", "avg@n base -> final", "pass@n base -> final")]
     for b in benches:
         base, final = _summary(run_dir / "eval_base" / b / "summary.json"), _summary(run_dir / "eval" / b / "summary.json")
+        if base is None and final is None:
+            continue
         n = (final or base or {}).get("n", "n")
         rows.append((f"{b} (n={n})", _cell(base, final, lambda s: s.get("avg@n")),
                      _cell(base, final, lambda s: s.get("pass@k", {}).get(str(s.get("n"))))))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] if len(rows) > 1 else \
+        ["no evaluations (eval.before and eval.after are off)"]
     rewards = [r["reward_mean"] for r in read_jsonl(run_dir / "train" / "metrics.jsonl") if "reward_mean" in r]
     if rewards:
         k = min(10, len(rewards))

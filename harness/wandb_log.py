@@ -1,4 +1,4 @@
-"""Weights & Biases logging (issue 4, item 6): training metrics, evaluation summaries and tables.
+"""Weights & Biases logging: training metrics, evaluation summaries and tables.
 
 Enabled by ``--wandb`` (``log.wandb: true``) or by setting ``log.wandb_project``. Local files are always written
 first (``train/metrics.jsonl``, ``eval*/<bench>/summary.json``, ``table.csv``); wandb is an optional mirror.

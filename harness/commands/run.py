@@ -22,9 +22,9 @@ FLAGS = {
 
 
 def add_common_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algo", help="algorithm: prl, grpo, raft, raftpp, reinforce, rloo")
-    p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' "
-                   "(math500, minerva_math, olympiadbench); default arith")
+    p.add_argument("--algo", help="algorithm (`harness ls` lists them)")
+    p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' (PRL's three; "
+                   "`harness ls` lists them); default arith")
     p.add_argument("--model", help="'tiny' (default), a local model directory, or a hub id")
     p.add_argument("--steps", type=int, help="RL steps (train.steps)")
     p.add_argument("--seed", type=int, help="run seed")
