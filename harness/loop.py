@@ -12,8 +12,9 @@ weights -> every ``train.save_every`` steps (and after the last one) a resumable
 ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
 ``global_step`` counts optimizer steps.
 
-A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation, which must
-see the base weights): weights, optimizer, lr schedule, RNG states and the step counters. Every
+A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation callback of
+:mod:`harness.train`, which must see the base weights): weights, optimizer, lr schedule, RNG states and
+the step counters. A SIGTERM/SIGINT stops training after the current step (:mod:`harness.stop`). Every
 random choice of a step is seeded by the step number (sampling, mini-batch order) and the prompts
 are indexed by step, so a resumed run follows the uninterrupted trajectory.
 """
@@ -31,35 +32,12 @@ from algorithms.core import Rollout
 from common.errors import HarnessError
 from harness import stop
 from harness.rollout import SamplingParams
+from harness.steps import entropy_share, step_loader, step_metrics, token_logp_entropy  # noqa: F401
 from harness.train_data import prompt_of
 
 
 class NonFiniteError(HarnessError, RuntimeError):
     """Raised after ``train.max_bad_steps`` consecutive non-finite updates (a one-line CLI error, exit 2)."""
-
-
-def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int,
-                       *, with_entropy: bool = True):
-    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows.
-
-    Args:
-        input_ids: [B, P + T] left-padded prompts followed by right-padded responses.
-        attention_mask: [B, P + T].
-    Returns:
-        logp [B, T] (float32), entropy [B, T] or None.
-    """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)                 # [B, P+T]
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=resp_len + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()                                        # [B, T, V]
-    targets = input_ids[:, -resp_len:]                                         # [B, T]
-    logz = torch.logsumexp(logits, dim=-1)                                     # [B, T]
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    entropy = None
-    if with_entropy:
-        probs = torch.softmax(logits, dim=-1)
-        entropy = logz - (probs * logits).sum(-1)
-    return logp, entropy
 
 
 class RLModule(L.LightningModule):
@@ -178,14 +156,11 @@ class RLModule(L.LightningModule):
                           for i in range(0, ids.shape[0], mb)])
 
     def _sample(self, batch):
-        """Sample ``rollout.n`` responses per problem and reward them: (generations, rewards [B])."""
-        cfg = self.cfg
-        prompts = [prompt_of(p, self.tokenizer) for p in batch]
-        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature,
-                                top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens)
-        seed = (cfg.seed * 100_003 + self.rollout_step) * 64 + self.global_rank
-        gens = self.engine.generate(prompts, params, seed=seed)
-        return gens
+        """``rollout.n`` responses per problem of the step (prompt-major), seeded by the step and rank."""
+        r = self.cfg.rollout
+        params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens)
+        seed = (self.cfg.seed * 100_003 + self.rollout_step) * 64 + self.global_rank
+        return self.engine.generate([prompt_of(p, self.tokenizer) for p in batch], params, seed=seed)
 
     def _rollout(self, gens, rewards) -> tuple[Rollout, tuple]:
         """The :class:`Rollout` of a step's generations, and (ids, attn, T, ref_logp) for the update."""
@@ -293,30 +268,37 @@ class RLModule(L.LightningModule):
                     if finite:
                         for k, v in st.items():
                             sums[k] = sums.get(k, 0.0) + v
-                grad_norm = self._grad_norm()
-                if self._all_ranks(finite) and math.isfinite(grad_norm):
-                    if cfg.train.grad_clip > 0:
-                        self.clip_gradients(opt, gradient_clip_val=cfg.train.grad_clip,
-                                            gradient_clip_algorithm="norm")
-                    opt.step()
-                    sched.step()
-                    self.optimizer_steps += 1
+                grad_norm = self._optimizer_step(opt, sched, finite)
+                if grad_norm is not None:
                     norms.append(grad_norm)
-                    self.bad_steps = 0
-                else:
-                    opt.zero_grad(set_to_none=True)
-                    self.skipped_updates += 1
-                    self.bad_steps += 1
-                    if self.bad_steps >= cfg.train.max_bad_steps:
-                        raise NonFiniteError(
-                            f"{self.bad_steps} consecutive updates (up to RL step {self.rollout_step + 1}) "
-                            "had a non-finite loss or gradient (train.max_bad_steps="
-                            f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
-                            "(lower train.lr, or resume with --resume)")
                 n_updates += 1
         out = {k: v / max(n_updates, 1) for k, v in sums.items()}
         out["grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
         return out, (fill_old if fill_old is not None else rollout.old_logp)
+
+    def _optimizer_step(self, opt, sched, finite: bool) -> float | None:
+        """Clip and step when the loss and gradient are finite on every rank (returns the gradient norm), else skip
+        the update (returns None) and stop after ``train.max_bad_steps`` skips in a row."""
+        cfg = self.cfg
+        grad_norm = self._grad_norm()
+        if self._all_ranks(finite) and math.isfinite(grad_norm):
+            if cfg.train.grad_clip > 0:
+                self.clip_gradients(opt, gradient_clip_val=cfg.train.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            sched.step()
+            self.optimizer_steps += 1
+            self.bad_steps = 0
+            return grad_norm
+        opt.zero_grad(set_to_none=True)
+        self.skipped_updates += 1
+        self.bad_steps += 1
+        if self.bad_steps >= cfg.train.max_bad_steps:
+            raise NonFiniteError(
+                f"{self.bad_steps} consecutive updates (up to RL step {self.rollout_step + 1}) "
+                "had a non-finite loss or gradient (train.max_bad_steps="
+                f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
+                "(lower train.lr, or resume with --resume)")
+        return None
 
     def _all_ranks(self, flag: bool) -> bool:
         """``flag`` and-ed over every process (the same skip decision on every DDP rank)."""
@@ -327,48 +309,3 @@ class RLModule(L.LightningModule):
     def _grad_norm(self) -> float:
         grads = [p.grad.detach().float().norm() for p in self.policy.parameters() if p.grad is not None]
         return torch.stack(grads).norm().item() if grads else 0.0
-
-
-def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp) -> dict:
-    """One RL step's reward, KL to the reference, response length and advantage statistics."""
-    mask, rewards = rollout.response_mask, rollout.rewards
-    n_tok = float(mask.sum())
-    valid = mask.bool()
-    return {
-        "reward_mean": rewards.mean().item(), "accuracy": (rewards > 0).float().mean().item(),
-        "kl": ((old_logp - ref_logp)[valid].mean().item() if ref_logp is not None else float("nan")),
-        "response_len": n_tok / mask.shape[0],
-        "adv_mean": adv[valid].mean().item() if n_tok else 0.0,
-        "adv_std": adv[valid].std().item() if n_tok > 1 else 0.0,
-    }
-
-
-def entropy_share(stats: dict, algo_cfg) -> float:
-    """The entropy bonus's share of the loss: ``|c_H H| / (|pg_loss| + |c_KL kl_loss| + |c_H H|)``, 0 when off.
-
-    ``H`` is the logged token-mean entropy, so with ``loss_agg`` other than ``token-mean`` the bonus term is
-    approximated by ``c_H`` times the token mean. A coefficient too small to move the loss shows as ~0.
-    """
-    bonus = abs(algo_cfg.entropy_coef * stats.get("entropy", 0.0))
-    kl_term = abs(algo_cfg.kl_coef * stats.get("kl_loss", 0.0))
-    total = abs(stats.get("pg_loss", 0.0)) + kl_term + bonus
-    return bonus / total if total > 0 and math.isfinite(total) else 0.0
-
-
-def step_loader(source, steps: int, start: int = 0):
-    """One batch per RL step ``start .. steps-1``: this rank's problems of that step from ``source``."""
-    from torch.utils.data import DataLoader, IterableDataset
-
-    from common.rank import shard
-
-    class Steps(IterableDataset):
-        def __iter__(self):
-            rank, world = shard()
-            for step in range(start, steps):  # prompts are indexed by step: resuming = starting later
-                yield source.batch(step, rank, world)
-
-    return DataLoader(Steps(), batch_size=None, collate_fn=_identity)
-
-
-def _identity(x):
-    return x

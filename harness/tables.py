@@ -176,14 +176,30 @@ def build_table(runs: list[Run], *, baseline: str | None = None, metrics: list[s
                     per_seed[(row, b, m)] = [metric_value(ev, m)[1] for ev in evals[row][b]]
                     cells[(row, len(columns) - 1)] = Cell(*mean_std(per_seed[(row, b, m)]), len(evals[row][b]))
     if all(b in benches for b in PAPER_BENCHES):
-        for m in metrics:
-            heads = {c.header for c in columns if c.metric == m and c.bench in PAPER_BENCHES}
-            columns.append(Column(AVG3, m, heads.pop() if len(heads) == 1 else m.split("@")[0]))
-            for row in rows:
-                if all((row, b, m) in per_seed for b in PAPER_BENCHES):  # same seeds for every bench of a row
-                    avg = [sum(v) / 3 for v in zip(*(per_seed[(row, b, m)] for b in PAPER_BENCHES))]
-                    cells[(row, len(columns) - 1)] = Cell(*mean_std(avg), len(avg))
+        _add_avg3(metrics, rows, columns, cells, per_seed)
+    comparisons = _compare(rows, columns, cells, evals, baseline, n_resamples, seed)
+    adjusted, reject = holm([c.p for c in comparisons], alpha)
+    for c, p_adj, rej in zip(comparisons, adjusted, reject):
+        c.p_holm, c.significant = p_adj, rej
+    notes = [f"dropped {b} (not evaluated by every run)" for b in dropped] + identical_rows(groups, benches)
+    seeds = {row: len(next(iter(evals[row].values()))) for row in rows}
+    return Table(rows, columns, cells, baseline, comparisons, n_resamples, alpha, seeds, notes)
 
+
+def _add_avg3(metrics, rows, columns: list[Column], cells: dict, per_seed: dict) -> None:
+    """The "3-bench avg" columns: per row and seed the mean over the paper's three benchmarks."""
+    for m in metrics:
+        heads = {c.header for c in columns if c.metric == m and c.bench in PAPER_BENCHES}
+        columns.append(Column(AVG3, m, heads.pop() if len(heads) == 1 else m.split("@")[0]))
+        for row in rows:
+            if all((row, b, m) in per_seed for b in PAPER_BENCHES):  # same seeds for every bench of a row
+                avg = [sum(v) / 3 for v in zip(*(per_seed[(row, b, m)] for b in PAPER_BENCHES))]
+                cells[(row, len(columns) - 1)] = Cell(*mean_std(avg), len(avg))
+
+
+def _compare(rows, columns: list[Column], cells: dict, evals: dict, baseline: str, n_resamples: int,
+             seed: int) -> list[Comparison]:
+    """Paired bootstrap of every row against the baseline per (benchmark, metric) cell; set on the cells."""
     comparisons: list[Comparison] = []
     for row in rows:
         for j, col in enumerate(columns):
@@ -195,12 +211,7 @@ def build_table(runs: list[Run], *, baseline: str | None = None, metrics: list[s
             cells[(row, j)].comparison = Comparison(row, col.bench, col.header, res.difference, res.low, res.high,
                                                     res.pvalue)
             comparisons.append(cells[(row, j)].comparison)
-    adjusted, reject = holm([c.p for c in comparisons], alpha)
-    for c, p_adj, rej in zip(comparisons, adjusted, reject):
-        c.p_holm, c.significant = p_adj, rej
-    notes = [f"dropped {b} (not evaluated by every run)" for b in dropped] + identical_rows(groups, benches)
-    seeds = {row: len(next(iter(evals[row].values()))) for row in rows}
-    return Table(rows, columns, cells, baseline, comparisons, n_resamples, alpha, seeds, notes)
+    return comparisons
 
 
 def identical_rows(groups: dict[str, list[Run]], benches: list[str]) -> list[str]:

@@ -57,19 +57,31 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def _run_and_kill(args: list[str], results: Path, watch: str, at_least: int, delay: float) -> tuple[int, int]:
-    """Start ``python -m harness ARGS``; SIGKILL it ``delay`` s after ``watch`` has ``at_least`` lines."""
+def _run_and_signal(args: list[str], results: Path, watch: str, at_least: int, delay: float,
+                    sig: int = signal.SIGTERM) -> tuple[int, int, int, str]:
+    """Start ``python -m harness ARGS``; send ``sig`` ``delay`` s after ``watch`` has ``at_least`` lines.
+
+    Returns (exit code, lines of ``watch`` when the signal was sent, lines after the exit, stderr).
+    """
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--results-dir", str(results)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=results.parent)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=results.parent,
+                            text=True)
     path = results / watch
     deadline = time.monotonic() + 300
     while _lines(path) < at_least and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == -signal.SIGKILL, f"finished before the kill ({proc.returncode}): {err[-2000:]}"
-    return proc.returncode, _lines(path)
+    sent = _lines(path)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+    return proc.returncode, sent, _lines(path), err
+
+
+def _run_and_kill(args: list[str], results: Path, watch: str, at_least: int, delay: float) -> tuple[int, int]:
+    """Start ``python -m harness ARGS``; SIGKILL it ``delay`` s after ``watch`` has ``at_least`` lines."""
+    code, _, after, err = _run_and_signal(args, results, watch, at_least, delay, signal.SIGKILL)
+    assert code == -signal.SIGKILL, f"finished before the kill ({code}): {err[-2000:]}"
+    return code, after
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -176,26 +188,6 @@ def test_sigkill_during_evaluation_then_resume(tmp_path, tiny_path):
 
 
 # --------------------------------------------------------------------------- SIGTERM / SIGINT: a clean stop
-
-def _run_and_signal(args: list[str], results: Path, watch: str, at_least: int, delay: float,
-                    sig: int = signal.SIGTERM) -> tuple[int, int, int, str]:
-    """Start ``python -m harness ARGS``; send ``sig`` ``delay`` s after ``watch`` has ``at_least`` lines.
-
-    Returns (exit code, lines of ``watch`` when the signal was sent, lines after the exit, stderr).
-    """
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--results-dir", str(results)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=results.parent,
-                            text=True)
-    path = results / watch
-    deadline = time.monotonic() + 300
-    while _lines(path) < at_least and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(delay)
-    sent = _lines(path)
-    proc.send_signal(sig)
-    err = proc.communicate(timeout=120)[1]
-    return proc.returncode, sent, _lines(path), err
-
 
 @pytest.mark.slow
 def test_sigterm_during_training_stops_cleanly_and_resumes_to_the_same_result(tmp_path, tiny_path):
