@@ -5,7 +5,7 @@ directory is created and loads the models and data; the base evaluation runs whe
 Lightning callback: under DDP the process group exists only inside ``Trainer.fit``) and reuses a
 shared evaluation of the same base model when there is one (:mod:`harness.base_cache`);
 :class:`harness.loop.RLModule` trains; the final evaluation scores the trained policy; :func:`close`
-writes run.json and prints what was found (:mod:`harness.report`).
+writes run.json. The ``run`` command then prints what was found (:mod:`harness.report`).
 
 With ``resume=True`` an existing run directory is continued: a complete base evaluation is kept,
 training continues from ``checkpoint/last`` and an interrupted evaluation continues where it stopped.
@@ -124,9 +124,7 @@ def evaluate_final(run: Prepared, engine, grader) -> None:
 
 
 def close(run: Prepared, metrics, train_time_s: float) -> None:
-    """Finish run.json and wandb, drop the resumable checkpoint, print the summary table."""
-    from harness.report import print_report
-
+    """Finish run.json and wandb, drop the resumable checkpoint."""
     if metrics is not None and metrics.wandb_run is not None:
         from harness.wandb_log import log_run_evals
         log_run_evals(metrics.wandb_run, run.run_dir)
@@ -135,7 +133,6 @@ def close(run: Prepared, metrics, train_time_s: float) -> None:
     atomic_write_json(run.run_dir / "run.json", run.info)
     if not run.cfg.train.keep_last:  # checkpoint/final holds the weights; the optimizer state is large
         shutil.rmtree(run.run_dir / "checkpoint" / "last", ignore_errors=True)
-    print_report(run.run_dir)
 
 
 class MetricsLog:

@@ -40,6 +40,8 @@ def test_base_evaluation_is_shared_between_runs(tmp_path, tiny_path, monkeypatch
                                     f"seed={seed}", *SMALL])
             for name, seed in (("a", 0), ("b", 0), ("c", 1))}
     dirs = {name: run(cfg) for name, cfg in cfgs.items()}
+    from harness.report import print_report
+    print_report(dirs["c"])
     assert calls == [("a", "eval_base"), ("a", "eval"), ("b", "eval"), ("c", "eval_base"), ("c", "eval")]
     for f in ("samples.jsonl", "summary.json"):
         assert (dirs["a"] / "eval_base" / "arith" / f).read_bytes() == (dirs["b"] / "eval_base" / "arith" / f).read_bytes()
@@ -106,3 +108,33 @@ def test_no_test_hooks_machine_paths_or_tracker_references_in_the_run_path():
         text = (ROOT / rel).read_text(encoding="utf-8")
         assert "HARNESS_TRACE_DIR" not in text and "/work/" not in text, rel
         assert not re.search(r"\(issue \d+", text, re.I), rel
+
+
+def _source(name: str, tmp_path: Path):
+    from harness.train_data import TRAIN_SOURCES
+
+    if name == "file":
+        f = tmp_path / "train.jsonl"
+        f.write_text("".join(json.dumps({"problem": f"What is {a}+{a}?", "answer": str(2 * a)}) + "\n"
+                             for a in range(1, 6)))
+        return TRAIN_SOURCES.get(name)(str(f), 0, 3)
+    return TRAIN_SOURCES.get(name)(0, 3)
+
+
+@pytest.mark.parametrize("name", __import__("harness.train_data", fromlist=["TRAIN_SOURCES"]).TRAIN_SOURCES.names())
+def test_every_training_source_is_graded_by_its_benchmark(name, tmp_path):
+    """Issue 14 item 2: a training source's problems name a registered benchmark; the reward is that benchmark's
+    grader and the prompt its prompt."""
+    from benchmarks import BENCHMARKS, Problem, get_benchmark
+    from benchmarks.grading import Grader
+    from harness.models import build_tiny_tokenizer
+    from harness.train_data import Reward, prompt_of
+
+    batch = _source(name, tmp_path).batch(0)
+    assert len(batch) == 3 and all(p.bench in BENCHMARKS for p in batch)
+    tok = build_tiny_tokenizer()
+    for p in batch:
+        assert prompt_of(p, tok) == get_benchmark(p.bench).prompt(Problem(p.id, p.problem, p.answer, {}), tok)
+    with Grader() as grader:
+        got = Reward(grader)([f"so \\boxed{{{p.answer}}}" for p in batch] + ["\\boxed{x}"], [*batch, batch[0]])
+    assert got == [1.0, 1.0, 1.0, 0.0]

@@ -129,5 +129,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from harness.train import run as train_run
 
-    train_run(cfg, overwrite=args.overwrite, resume=args.resume)  # prints the table of what it found
+    from common.rank import global_rank
+    from harness.report import print_report
+
+    run_dir = train_run(cfg, overwrite=args.overwrite, resume=args.resume)
+    if global_rank(devices_per_node=cfg.trainer.devices) == 0:  # what it found, once
+        print_report(run_dir)
     return 0
