@@ -49,7 +49,7 @@ def run_report(run_dir: str | Path) -> str:
         ["no evaluations (eval.before and eval.after are off)"]
     rewards = [r["reward_mean"] for r in read_jsonl(run_dir / "train" / "metrics.jsonl") if "reward_mean" in r]
     if rewards:
-        k = min(10, len(rewards))
+        k = max(1, min(10, len(rewards) // 2))  # the first and last k steps do not overlap
         lines.append(f"training reward: {sum(rewards[:k]) / k:.3f} (first {k} steps) -> "
                      f"{sum(rewards[-k:]) / k:.3f} (last {k} steps), {len(rewards)} steps")
     lines.append(f"files: {run_dir}/")
