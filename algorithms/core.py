@@ -4,7 +4,7 @@ Everything here is a pure function of tensors (no model, no optimizer), so each 
 ``algorithms/`` is only an advantage function plus a config. The loss is verl's
 ``compute_policy_loss_vanilla`` (PPO clip with dual clip, Ye et al. 2020 arXiv 1912.09729), with
 verl's ``agg_loss`` aggregation, ``kl_penalty`` estimators (Schulman's k1/k2/k3) and entropy bonus;
-see /work/shared/notes/PEERS.md §1 for the reference formulas.
+see the project notes, PEERS.md §1, for the reference formulas.
 
 Deviations from verl (all deliberate):
 - ``aggregate_loss`` takes the whole mini-batch's token / sequence counts, so micro-batch losses sum
@@ -31,8 +31,8 @@ from typing import Callable
 
 import torch
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from common.errors import HarnessError
+from common.registry import Registry
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 KL_ALIASES = {"k1": "k1", "kl": "k1", "k2": "k2", "mse": "k2", "k3": "k3", "low_var_kl": "k3"}
@@ -106,6 +106,7 @@ class Algorithm:
     needs_ref: bool  # whether the advantage itself needs rollout.ref_logp (kl_coef > 0 needs it too)
     summary: str  # one line for `harness ls`
     needs_old_logp: bool = False  # whether the advantage itself needs rollout.old_logp
+    diagnostics: Callable | None = None  # (rollout, cfg) -> {name: float} logged per step, e.g. PRL's process share
 
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm")

@@ -106,13 +106,12 @@ def fill_from_step_end(values: torch.Tensor, ends: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def compute_prl_advantages(rollout: Rollout, cfg: PRLConfig) -> torch.Tensor:
-    """PRL advantage ``[B, T]`` (see the module docstring), 0 on padding, detached.
+def prl_terms(rollout: Rollout, cfg: PRLConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of the PRL advantage, ``A = outcome - process`` (float64, not yet masked).
 
-    Args:
-        rollout: needs ``rewards``, ``group_ids``, ``response_mask``, ``old_logp``, ``ref_logp``
-            (and ``newline_mask`` for ``step_split="newline"``).
-        cfg: :class:`PRLConfig`.
+    Returns:
+        ``outcome`` ``[B, 1]`` (group-normalised or raw R_i) and ``process`` ``[B, T]`` (the KL cost-to-go
+        over eta, per token for ``prm``, at each step's end for ``orm``).
     """
     if rollout.ref_logp is None or rollout.old_logp is None:
         raise ValueError("prl needs rollout.old_logp and rollout.ref_logp")
@@ -121,14 +120,41 @@ def compute_prl_advantages(rollout: Rollout, cfg: PRLConfig) -> torch.Tensor:
     kl_to_go = suffix_sum(d) / cfg.eta  # [B, T] S_t / eta
     r = rollout.rewards.detach().double()  # [B]
     if cfg.mode == "prm":
-        adv = r[:, None] - kl_to_go  # [B, T] per-token, raw reward
-    else:
-        outcome = group_normalized_scores(r, rollout.group_ids, scale_by_std=cfg.scale_by_std, eps=cfg.eps)
-        single = group_stats(r, rollout.group_ids)[2] == 1
-        outcome = torch.where(single, r, outcome)  # [B] n == 1: raw reward (official code)
-        ends = step_ends(mask, cfg.step_split, cfg.step_len, rollout.newline_mask)  # [B, T]
-        adv = outcome[:, None] - fill_from_step_end(kl_to_go, ends)  # [B, T]
-    return (adv * mask).to(adv_dtype(rollout))
+        return r[:, None], kl_to_go  # per-token, raw reward
+    outcome = group_normalized_scores(r, rollout.group_ids, scale_by_std=cfg.scale_by_std, eps=cfg.eps)
+    single = group_stats(r, rollout.group_ids)[2] == 1
+    outcome = torch.where(single, r, outcome)  # [B] n == 1: raw reward (official code)
+    ends = step_ends(mask, cfg.step_split, cfg.step_len, rollout.newline_mask)  # [B, T]
+    return outcome[:, None], fill_from_step_end(kl_to_go, ends)
+
+
+@torch.no_grad()
+def compute_prl_advantages(rollout: Rollout, cfg: PRLConfig) -> torch.Tensor:
+    """PRL advantage ``[B, T]`` (see the module docstring), 0 on padding, detached.
+
+    Args:
+        rollout: needs ``rewards``, ``group_ids``, ``response_mask``, ``old_logp``, ``ref_logp``
+            (and ``newline_mask`` for ``step_split="newline"``).
+        cfg: :class:`PRLConfig`.
+    """
+    outcome, process = prl_terms(rollout, cfg)
+    adv = outcome - process  # [B, T]
+    return (adv * rollout.response_mask.double()).to(adv_dtype(rollout))
+
+
+@torch.no_grad()
+def prl_diagnostics(rollout: Rollout, cfg: PRLConfig) -> dict[str, float]:
+    """``process_share``: mean |process part| / mean |outcome part| over response tokens.
+
+    Near 0 means the KL term (at this ``eta``) barely changes the advantage: PRL then trains like GRPO.
+    """
+    outcome, process = prl_terms(rollout, cfg)
+    valid = rollout.response_mask > 0  # [B, T]
+    if not valid.any():
+        return {"process_share": 0.0}
+    out_abs = outcome.expand_as(process)[valid].abs().mean()
+    proc_abs = process[valid].abs().mean()
+    return {"process_share": (proc_abs / out_abs).item() if out_abs > 0 else float("inf") if proc_abs > 0 else 0.0}
 
 
 ALGORITHMS.register("prl", Algorithm(
@@ -138,5 +164,6 @@ ALGORITHMS.register("prl", Algorithm(
     compute_loss=compute_loss,
     needs_ref=True,
     needs_old_logp=True,
+    diagnostics=prl_diagnostics,
     summary="PRL: GRPO outcome minus (1/eta) x step-level KL-to-ref cost-to-go (arXiv 2601.10201)",
 ))

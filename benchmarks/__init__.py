@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from benchmarks.arith_spec import ARITH
 from benchmarks.paper import PAPER_BENCHMARKS
+from benchmarks.registry import BENCHMARKS
 from benchmarks.spec import BenchmarkSpec, Problem, paper_prompt
-from harness.errors import HarnessError
-from harness.registry import Registry
+from common.errors import HarnessError
 
 __all__ = ["BENCHMARKS", "BenchmarkSpec", "Problem", "get_benchmark", "paper_prompt",
            "resolve_benchmarks", "ALL"]
 
-BENCHMARKS: Registry = Registry("benchmark")
 for _spec in (*PAPER_BENCHMARKS, ARITH):
     BENCHMARKS.register(_spec.name, _spec)
 

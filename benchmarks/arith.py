@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from harness.errors import HarnessError
+from benchmarks.problem import plain_prompt  # noqa: F401 (the tiny model's prompt; re-exported)
+from common.errors import HarnessError
 
 _OPS = "+-*"
 _INT_RE = re.compile(r"-?\d{1,30}")
@@ -139,10 +140,6 @@ def train_stream(seed: int, cfg: ArithConfig = ArithConfig()) -> Iterator[ArithP
         if not is_test_side(expr, cfg.test_modulus):
             yield make_problem(expr)
 
-
-def plain_prompt(problem: str) -> str:
-    """The prompt for tokenizers without a chat template (the tiny model is trained on exactly this)."""
-    return problem + "\n"
 
 
 def boxed_integer(text: str) -> str | None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from benchmarks.arith import ArithConfig, ArithProblem, fixed_test_split
 from benchmarks.grading import GradingOptions
-from benchmarks.spec import BenchmarkSpec, Problem, paper_prompt
-from harness.errors import HarnessError
+from benchmarks.spec import BenchmarkSpec, Problem, paper_prompt, plain_prompt
+from common.errors import HarnessError
 
 
 def arith_to_problem(index: int, item: ArithProblem) -> Problem:
@@ -37,7 +37,7 @@ class ArithSpec(BenchmarkSpec):
     def prompt(self, problem: Problem, tokenizer) -> str:
         if getattr(tokenizer, "chat_template", None):
             return paper_prompt(problem.problem, tokenizer)
-        return problem.problem + "\n"
+        return plain_prompt(problem.problem)
 
     def source(self, data_dir: str | None = None) -> str:
         return "builtin:benchmarks.arith.fixed_test_split"

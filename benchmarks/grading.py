@@ -51,7 +51,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from benchmarks.pool import TimeoutPool
-from harness.errors import HarnessError
+from benchmarks.registry import BENCHMARKS
+from common.errors import HarnessError
 
 TAIL_CHARS = 4000            # only the end of a response is parsed (the final answer lives there)
 EXTRACTED_MAX_CHARS = 1000   # cap on the recorded extracted answer
@@ -322,5 +323,4 @@ class Grader:
 
 
 def _options(bench: str) -> GradingOptions:
-    from benchmarks import get_benchmark  # late import: benchmarks imports this module
-    return get_benchmark(bench).grading
+    return BENCHMARKS.get(bench).grading

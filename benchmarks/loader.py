@@ -22,10 +22,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from benchmarks.spec import BenchmarkSpec, Problem, RowError, typename
-from harness.errors import HarnessError
+from benchmarks.problem import Problem, RowError, typename
+from common.errors import HarnessError
+from common.jsonl import read_jsonl_strict
+
+if TYPE_CHECKING:
+    from benchmarks.spec import BenchmarkSpec
 
 DATA_ENV = "HARNESS_DATA_DIR"
 
@@ -65,14 +69,11 @@ def load_problems(spec: BenchmarkSpec, data_dir: str | None = None,
         if not path.is_file():
             raise HarnessError(f"{path}: benchmark file for {spec.name!r} not found (the data "
                                f"directory must hold {spec.local_file})")
-        validate_jsonl(spec, path)
-        rows = _load_dataset(spec, "json", data_files=str(path), split="train")
-        where = str(path)
+        problems = validate_jsonl(spec, path)
     else:
         rows = _load_dataset(spec, spec.hub_id, spec.hub_config, split=spec.hub_split)
-        where = f"hub:{spec.hub_id}"
-    problems = check_rows(spec, ((i + 1, row) for i, row in enumerate(rows)), where,
-                          unit="line" if root is not None else "row")
+        problems = check_rows(spec, ((i + 1, row) for i, row in enumerate(rows)), f"hub:{spec.hub_id}",
+                              unit="row")
     return problems[:limit] if limit is not None else problems
 
 
@@ -101,30 +102,9 @@ def _load_dataset(spec: BenchmarkSpec, *args, **kwargs) -> list[dict]:
 
 def validate_jsonl(spec: BenchmarkSpec, path: str | os.PathLike) -> list[Problem]:
     """Check a local JSONL file line by line; raises a one-line HarnessError naming file:line."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise HarnessError(f"{path}: empty file (expected {spec.n_expected or 'some'} rows "
-                           f"of {spec.name})")
-
-    def rows() -> Iterable[tuple[int, dict]]:
-        body = raw[:-1] if raw.endswith(b"\n") else raw  # the newline ending the last line
-        for lineno, line in enumerate(body.split(b"\n"), start=1):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise HarnessError(f"{path}:{lineno}: not valid UTF-8 (byte "
-                                   f"0x{line[err.start]:02x} at column {err.start + 1})") from None
-            if not text.strip():
-                raise HarnessError(f"{path}:{lineno}: empty line (one JSON object per line expected)")
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise HarnessError(f"{path}:{lineno}: invalid JSON: {err.msg} "
-                                   f"(column {err.colno})") from None
-            yield lineno, row
-
-    return check_rows(spec, rows(), str(path), unit="line")
+    rows = read_jsonl_strict(path, blank_lines=False, objects=False,
+                             empty=f" (expected {spec.n_expected or 'some'} rows of {spec.name})")
+    return check_rows(spec, rows, str(path), unit="line")
 
 
 def check_rows(spec: BenchmarkSpec, rows: Iterable[tuple[int, object]], where: str,

@@ -18,18 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from benchmarks import loader
 from benchmarks.grading import GradingOptions
+from benchmarks.problem import Problem, RowError, plain_prompt, require, typename  # noqa: F401 (re-exported)
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 USER_SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
-
-
-@dataclass(frozen=True)
-class Problem:
-    id: str          # unique within the benchmark
-    problem: str     # the question text shown to the model
-    answer: str      # gold answer string as the registry extracts it (graded with benchmarks.grading)
-    meta: dict       # benchmark-specific extras (subject, level, is_multiple_answer, unit, ...)
 
 
 def paper_prompt(problem: str, tokenizer) -> str:
@@ -38,11 +32,7 @@ def paper_prompt(problem: str, tokenizer) -> str:
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return user + "\n"
-
-
-class RowError(ValueError):
-    """A row that cannot be mapped to a Problem; the loader adds file and line."""
+    return plain_prompt(user)
 
 
 @dataclass(frozen=True)
@@ -77,25 +67,11 @@ class BenchmarkSpec:
 
     def load(self, data_dir: str | None = None, limit: int | None = None) -> list[Problem]:
         """Validated problems, from ``data_dir`` / ``$HARNESS_DATA_DIR`` / the hub, first ``limit`` kept."""
-        from benchmarks.loader import load_problems
-        return load_problems(self, data_dir, limit)
+        return loader.load_problems(self, data_dir, limit)
 
     def prompt(self, problem: Problem, tokenizer) -> str:
         return paper_prompt(problem.problem, tokenizer)
 
     def source(self, data_dir: str | None = None) -> str:
         """Where :meth:`load` reads from (recorded in summaries)."""
-        from benchmarks.loader import data_source
-        return data_source(self, data_dir)
-
-
-def typename(types: tuple[type, ...]) -> str:
-    names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
-             dict: "object", type(None): "null"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
-
-
-def require(row: Mapping[str, Any], key: str) -> Any:
-    if key not in row:
-        raise RowError(f"missing field {key!r}")
-    return row[key]
+        return loader.data_source(self, data_dir)

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import atomic_write_json
 
 LAST, TMP, OLD = "last", ".last.tmp", ".last.old"

@@ -3,7 +3,8 @@
 Each subcommand lives in ``harness/commands/<name>.py`` with ``add_parser(subparsers)`` and
 ``run(args) -> int``; this module only dispatches. A :class:`HarnessError` (user error) is printed
 as one line ``error: ...`` and exits with code 2, with no traceback; argparse's own errors are
-shortened to one line the same way.
+shortened to one line the same way. A run stopped by SIGTERM/SIGINT (:mod:`harness.stop`) prints one
+``stopped: ...`` line and exits with 143 / 130.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import sys
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 COMMANDS = ("run", "evaluate", "grade", "sweep", "table", "ls")
 
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides_raw = extra
         return int(args.func(args) or 0)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from harness.stop import Interrupted
+
+        print(f"{'stopped' if isinstance(err, Interrupted) else 'error'}: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -4,7 +4,8 @@ Precedence (lowest first): the defaults below -> a YAML file (``--config FILE``)
 flags (``--steps``, ``--seed`` ...) -> generic overrides ``--section.key VALUE`` /
 ``section.key=VALUE``. Merging and type checking use OmegaConf structured configs, so an unknown
 key or a value of the wrong type is rejected with the key's full name; range checks live in each
-dataclass's ``__post_init__``. The ``algo`` section is the chosen plugin's own config dataclass
+dataclass's ``__post_init__``. The sections are frozen: a run's configuration does not change once built.
+The ``algo`` section is the chosen plugin's own config dataclass
 (``algorithms/<name>.py``) plus its ``name``.
 
 Each field is documented once, beside its definition; ``python -m harness run --help-config``
@@ -20,7 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 
 def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
@@ -28,7 +29,7 @@ def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
         raise HarnessError(f"{key} must be {allowed} (got {value!r})")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = "tiny"                  # 'tiny' (built-in), a local directory, or a hub id
     dtype: str = "auto"                 # auto | float32 | bfloat16 | float16
@@ -36,7 +37,7 @@ class ModelConfig:
     attn_implementation: str = "sdpa"   # sdpa | eager | flash_attention_2
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     bench: str = "arith"                # evaluation benchmarks: a name, a comma list, or 'all'
     data_dir: Optional[str] = None      # folder with <bench>/test.jsonl (else $HARNESS_DATA_DIR, else the hub)
@@ -48,7 +49,7 @@ class DataConfig:
     arith_max_ops: int = 2              # arith training problems: most operations
 
 
-@dataclass
+@dataclass(frozen=True)
 class RolloutConfig:
     engine: str = "hf"                  # hf (transformers, in-process) | vllm
     prompts_per_step: int = 16          # prompts per RL step (per process)
@@ -73,7 +74,7 @@ class RolloutConfig:
                self.gpu_memory_utilization)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     steps: int = 100                    # RL steps (rollout + update)
     lr: float = 5e-4                    # AdamW learning rate, tuned for the tiny model (the paper: 1e-6 at 1.5B-7B)
@@ -99,10 +100,10 @@ class TrainConfig:
         _check(self.micro_batch_size >= 1, "train.micro_batch_size", ">= 1", self.micro_batch_size)
         _check(self.save_every >= 0, "train.save_every", ">= 0", self.save_every)
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
-        self.betas = tuple(self.betas)
+        object.__setattr__(self, "betas", tuple(self.betas))  # frozen: set once, here
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     n: int = 8                          # samples per problem (the paper: 8)
     temperature: float = 1.0            # the paper: 1.0
@@ -112,6 +113,7 @@ class EvalConfig:
     batch_size: int = 64                # prompts per generation chunk
     before: bool = True                 # evaluate the base model before training (table's base row)
     after: bool = True                  # evaluate the trained model
+    cache_base: bool = True             # reuse a shared base evaluation of the same model, data and settings
 
     def __post_init__(self) -> None:
         _check(self.n >= 1, "eval.n", ">= 1", self.n)
@@ -122,7 +124,7 @@ class EvalConfig:
         _check(self.batch_size >= 1, "eval.batch_size", ">= 1", self.batch_size)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     accelerator: str = "auto"           # Lightning accelerator: auto | cpu | gpu
     devices: int = 1                    # processes per node
@@ -135,7 +137,7 @@ class TrainerConfig:
         _check(self.num_nodes >= 1, "trainer.num_nodes", ">= 1", self.num_nodes)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogConfig:
     wandb: bool = False                 # log to Weights & Biases (offline when no API key)
     wandb_project: Optional[str] = None # setting a project also enables wandb
@@ -145,7 +147,7 @@ class LogConfig:
                                         # (costs a reference model and one forward pass per step)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     name: Optional[str] = None          # run directory name (default: <algo>-<bench>-s<seed>)
     seed: int = 0
@@ -194,7 +196,7 @@ def load_yaml(path: str) -> dict:
 
 def build_config(yaml_data: dict | None = None, overrides: list[str] = ()) -> RunConfig:
     """Merge defaults, a YAML mapping and dotted ``key=value`` overrides into a validated RunConfig."""
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, read_write
     from omegaconf.errors import OmegaConfBaseException
 
     yaml_data = dict(yaml_data or {})
@@ -212,7 +214,8 @@ def build_config(yaml_data: dict | None = None, overrides: list[str] = ()) -> Ru
     if not name:
         raise HarnessError("no algorithm given: pass --algo NAME (see `python -m harness ls`)")
     schema = OmegaConf.structured(RunConfig)
-    schema.algo = OmegaConf.structured(_algo_section(str(name)))
+    with read_write(schema):  # the sections are frozen; the algo section is chosen here
+        schema.algo = OmegaConf.structured(_algo_section(str(name)))
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(yaml_data), dot)
         return OmegaConf.to_object(merged)

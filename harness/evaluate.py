@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 import zlib
 from collections import defaultdict
@@ -25,29 +24,19 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks import Problem, get_benchmark
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.versions import package_versions
+from harness import stop
 from harness.metrics import summarize
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from harness.rollout import SamplingParams
 
 SCHEMA_VERSION = 1
-_PACKAGES = ("torch", "transformers", "datasets", "math-verify", "latex2sympy2_extended", "sympy", "vllm")
 
 
 def problem_ids_sha256(ids) -> str:
     """sha256 of the sorted problem ids joined by newlines (identifies the evaluated subset)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-
-
-def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def chunk_seed(seed: int, bench: str, start: int) -> int:
@@ -148,6 +137,7 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
                unit="sample", disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, len(problems), batch_size):
+            stop.check(f"during the evaluation of {bench} (finished samples are kept)")
             if (start // batch_size) % world != rank:
                 continue
             chunk = [p for p in problems[start:start + batch_size] if p.id not in done]

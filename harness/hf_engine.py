@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 from harness.rollout import ENGINES, Generation, SamplingParams, seeded
 

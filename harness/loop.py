@@ -12,8 +12,9 @@ weights -> every ``train.save_every`` steps (and after the last one) a resumable
 ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
 ``global_step`` counts optimizer steps.
 
-A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation, which must
-see the base weights): weights, optimizer, lr schedule, RNG states and the step counters. Every
+A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation callback of
+:mod:`harness.train`, which must see the base weights): weights, optimizer, lr schedule, RNG states and
+the step counters. A SIGTERM/SIGINT stops training after the current step (:mod:`harness.stop`). Every
 random choice of a step is seeded by the step number (sampling, mini-batch order) and the prompts
 are indexed by step, so a resumed run follows the uninterrupted trajectory.
 """
@@ -21,71 +22,55 @@ are indexed by step, so a resumed run follows the uninterrupted trajectory.
 from __future__ import annotations
 
 import math
-import os
 import time
-from typing import Callable
 
 import lightning as L
 import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from harness import stop
 from harness.rollout import SamplingParams
+from harness.steps import entropy_share, step_loader, step_metrics, token_logp_entropy  # noqa: F401
+from harness.train_data import prompt_of
 
 
 class NonFiniteError(HarnessError, RuntimeError):
     """Raised after ``train.max_bad_steps`` consecutive non-finite updates (a one-line CLI error, exit 2)."""
 
 
-def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int,
-                       *, with_entropy: bool = True):
-    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows.
+class RLModule(L.LightningModule):
+    """The RL loop as a LightningModule; built from objects, it owns training and nothing else.
 
     Args:
-        input_ids: [B, P + T] left-padded prompts followed by right-padded responses.
-        attention_mask: [B, P + T].
-    Returns:
-        logp [B, T] (float32), entropy [B, T] or None.
+        cfg: the :class:`harness.config.RunConfig`.
+        policy, ref: the trained model and the frozen reference (None when nothing needs it).
+        tokenizer: pads the batches and finds newline tokens (PRL's step split).
+        engine: a :class:`harness.engines.LazyEngine`, started in ``on_fit_start``.
+        source: the training source (:mod:`harness.train_data`); prompts are its benchmarks' prompts.
+        reward: ``(texts, problems) -> [float]``, e.g. :class:`harness.train_data.Reward`.
+        metrics: ``(dict) -> None`` called with every step's metrics (rank 0 writes them).
+        run_dir: where ``checkpoint/last`` is written (None: no checkpoints).
+        start: the RL step to begin at (a resumed run's checkpoint step).
+        resume_from: the ``checkpoint/last`` folder to load when training starts, or None.
     """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)                 # [B, P+T]
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=resp_len + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()                                        # [B, T, V]
-    targets = input_ids[:, -resp_len:]                                         # [B, T]
-    logz = torch.logsumexp(logits, dim=-1)                                     # [B, T]
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    entropy = None
-    if with_entropy:
-        probs = torch.softmax(logits, dim=-1)
-        entropy = logz - (probs * logits).sum(-1)
-    return logp, entropy
 
-
-class RLModule(L.LightningModule):
-    def __init__(self, cfg, policy, ref, tokenizer, make_prompt: Callable, reward_fn: Callable,
-                 engine_factory: Callable, metrics_sink: Callable | None = None,
-                 on_start: Callable | None = None, save_checkpoint: Callable | None = None,
-                 resume_from=None) -> None:
+    def __init__(self, cfg, policy, ref, tokenizer, engine, source, reward, *, metrics=None, run_dir=None,
+                 start: int = 0, resume_from=None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
-        self.policy = policy
-        self.ref = ref
-        self.tokenizer = tokenizer
+        self.policy, self.ref, self.tokenizer = policy, ref, tokenizer
         self.algo = get_algorithm(cfg.algo.name)
-        self.make_prompt = make_prompt
-        self.reward_fn = reward_fn
-        self.engine_factory = engine_factory
-        self.engine = None
-        self.metrics_sink = metrics_sink
-        self.on_start = on_start
-        self.save_checkpoint = save_checkpoint   # (module) -> None, called on every rank
-        self.resume_from = resume_from           # checkpoint/last folder to continue from, or None
+        self.engine, self.source, self.reward = engine, source, reward
+        self.metrics, self.run_dir = metrics, run_dir
+        self.start, self.resume_from = start, resume_from
         self.rollout_step = 0
         self.optimizer_steps = 0
         self.bad_steps = 0
         self.skipped_updates = 0
+        self.stopped_by: int | None = None   # the signal that stopped training early, if any
         if ref is not None:
             ref.requires_grad_(False).eval()
         self._newline_ids = None
@@ -99,16 +84,19 @@ class RLModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         return [opt], [sched]
 
+    def train_dataloader(self):
+        return step_loader(self.source, self.cfg.train.steps, self.start)
+
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # a list of TrainProblem; tensors are built on the device in training_step
 
-    def on_train_start(self) -> None:
+    def on_fit_start(self) -> None:
         if self.ref is not None:
             self.ref.to(self.device)
-        if self.engine is None:  # built here: vLLM under DDP needs the process group to exist
-            self.engine = self.engine_factory(self.policy)
-        if self.on_start is not None:
-            self.on_start(self.engine)
+        self.engine.start(self.policy)  # here: vLLM under DDP needs the process group to exist
+
+    def on_train_start(self) -> None:
+        stop.install()  # over Lightning's SIGTERM handler, registered after on_fit_start
         if self.resume_from is not None:
             self._resume(self.resume_from)
 
@@ -117,6 +105,14 @@ class RLModule(L.LightningModule):
         return {"step": self.rollout_step, "optimizer_steps": self.optimizer_steps,
                 "skipped_updates": self.skipped_updates, "bad_steps": self.bad_steps,
                 "world_size": self.trainer.world_size}
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoint/last`` (every rank calls this; rank 0 writes the shared files)."""
+        from harness import checkpoint
+
+        checkpoint.save(self.run_dir, policy=self.policy, optimizer=self.optimizers().optimizer,
+                        scheduler=self.lr_schedulers(), state=self.counters(), rank=self.global_rank,
+                        barrier=self.trainer.strategy.barrier)
 
     def _resume(self, folder) -> None:
         from harness import checkpoint
@@ -159,17 +155,16 @@ class RLModule(L.LightningModule):
         return torch.cat([token_logp_entropy(model, ids[i:i + mb], attn[i:i + mb], T, with_entropy=False)[0]
                           for i in range(0, ids.shape[0], mb)])
 
-    def training_step(self, batch, batch_idx):
-        cfg, step = self.cfg, self.rollout_step
-        t0 = time.perf_counter()
-        prompts = [self.make_prompt(p) for p in batch]
-        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature,
-                                top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens)
-        gens = self.engine.generate(prompts, params, seed=(cfg.seed * 100_003 + step) * 64 + self.global_rank)
-        t1 = time.perf_counter()
-        rewards = torch.tensor(self.reward_fn([g.text for g in gens], [batch[g.prompt_index] for g in gens]),
-                               dtype=torch.float32, device=self.device)
-        t2 = time.perf_counter()
+    def _sample(self, batch):
+        """``rollout.n`` responses per problem of the step (prompt-major), seeded by the step and rank."""
+        r = self.cfg.rollout
+        params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens)
+        seed = (self.cfg.seed * 100_003 + self.rollout_step) * 64 + self.global_rank
+        return self.engine.generate([prompt_of(p, self.tokenizer) for p in batch], params, seed=seed)
+
+    def _rollout(self, gens, rewards) -> tuple[Rollout, tuple]:
+        """The :class:`Rollout` of a step's generations, and (ids, attn, T, ref_logp) for the update."""
+        cfg = self.cfg
         ids, attn, mask, T = self._collate(gens)
         # One update per batch makes pi_old the current policy: its log-probs are the update pass's own
         # (detached), so the separate no-grad pass only runs when the advantage needs them first.
@@ -185,48 +180,59 @@ class RLModule(L.LightningModule):
                           rewards=rewards, old_logp=old_logp,
                           ref_logp=ref_logp if needs_ref_logp(self.algo, cfg.algo) else None,
                           newline_mask=self._newline_mask(resp_ids) & mask.bool())
+        return rollout, (ids, attn, T, ref_logp)
+
+    def training_step(self, batch, batch_idx):
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        gens = self._sample(batch)
+        t1 = time.perf_counter()
+        rewards = torch.tensor(self.reward([g.text for g in gens], [batch[g.prompt_index] for g in gens]),
+                               dtype=torch.float32, device=self.device)
+        t2 = time.perf_counter()
+        rollout, (ids, attn, T, ref_logp) = self._rollout(gens, rewards)
         adv = self.algo.compute_advantages(rollout, cfg.algo)
-        stats = self._update(rollout, adv, ids, attn, T)
-        old_logp = rollout.old_logp  # filled by the update pass when it was skipped above
-        if self.engine is not None:
-            self.engine.sync_weights(self.policy)
+        stats, old_logp = self._update(rollout, adv, ids, attn, T)
+        self.engine.sync_weights(self.policy)
         t3 = time.perf_counter()
         self.rollout_step += 1
-        n_tok = float(mask.sum())
-        valid = mask.bool()
-        metrics = {
-            "step": self.rollout_step, "optimizer_step": self.optimizer_steps,
-            "reward_mean": rewards.mean().item(), "accuracy": (rewards > 0).float().mean().item(),
-            "kl": ((old_logp - ref_logp)[valid].mean().item() if ref_logp is not None else float("nan")),
-            "response_len": n_tok / len(gens),
-            "adv_mean": adv[valid].mean().item() if n_tok else 0.0,
-            "adv_std": adv[valid].std().item() if n_tok > 1 else 0.0,
-            "lr": self.optimizers().param_groups[0]["lr"],
-            "tokens_per_s": n_tok / max(t1 - t0, 1e-9),
-            "time_generate_s": t1 - t0, "time_score_s": t2 - t1, "time_update_s": t3 - t2,
-            "skipped_updates": self.skipped_updates, **stats,
-        }
+        metrics = {"step": self.rollout_step, "optimizer_step": self.optimizer_steps,
+                   **step_metrics(rollout, adv, old_logp, ref_logp),
+                   "lr": self.optimizers().param_groups[0]["lr"],
+                   "tokens_per_s": float(rollout.response_mask.sum()) / max(t1 - t0, 1e-9),
+                   "time_generate_s": t1 - t0, "time_score_s": t2 - t1, "time_update_s": t3 - t2,
+                   "skipped_updates": self.skipped_updates, **stats,
+                   "entropy_share": entropy_share(stats, cfg.algo),
+                   **(self.algo.diagnostics(rollout, cfg.algo) if self.algo.diagnostics else {})}
         self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"]}, prog_bar=True,
                       on_step=True, batch_size=len(gens))
-        if self.metrics_sink is not None:
-            self.metrics_sink(metrics)
-        if os.environ.get("HARNESS_TRACE_DIR"):  # per-rank trace for multi-process tests
-            self._trace(batch)
-        every = cfg.train.save_every
-        if self.save_checkpoint is not None and (
-                (every and self.rollout_step % every == 0) or self.rollout_step == cfg.train.steps):
-            self.save_checkpoint(self)
+        if self.metrics is not None:
+            self.metrics(metrics)
+        self._end_of_step()
         return None
 
-    def _trace(self, batch) -> None:
-        from harness.results import append_jsonl
-
-        checksum = sum(p.detach().double().sum().item() for p in self.policy.parameters())
-        append_jsonl(os.path.join(os.environ["HARNESS_TRACE_DIR"], f"rank{self.global_rank}.jsonl"),
-                     [{"step": self.rollout_step, "prompts": [p.id for p in batch], "param_sum": checksum}])
+    def _end_of_step(self) -> None:
+        """Checkpoint every ``train.save_every`` steps and after the last; stop here on SIGTERM/SIGINT."""
+        every, steps = self.cfg.train.save_every, self.cfg.train.steps
+        saved = self.run_dir is not None and ((every and self.rollout_step % every == 0)
+                                              or self.rollout_step == steps)
+        if saved:
+            self.save_checkpoint()
+        signum = stop.requested()
+        if not self._all_ranks(signum is None) and self.rollout_step < steps:  # any rank asked to stop
+            if self.run_dir is not None and not saved:
+                self.save_checkpoint()
+            self.stopped_by = signum or 15
+            self.trainer.should_stop = True
 
     # ------------------------------------------------------------------ update
-    def _update(self, rollout: Rollout, adv, ids, attn, T) -> dict:
+    def _update(self, rollout: Rollout, adv, ids, attn, T) -> tuple[dict, torch.Tensor]:
+        """``epochs x mini_batches`` optimizer steps on the rollout.
+
+        Returns:
+            (mean loss statistics and ``grad_norm``, pi_old log-probs ``[B, T]``: the rollout's, or the
+            update pass's own detached ones when it had none).
+        """
         cfg = self.cfg
         opt = self.optimizers()
         sched = self.lr_schedulers()
@@ -262,32 +268,37 @@ class RLModule(L.LightningModule):
                     if finite:
                         for k, v in st.items():
                             sums[k] = sums.get(k, 0.0) + v
-                grad_norm = self._grad_norm()
-                if self._all_ranks(finite) and math.isfinite(grad_norm):
-                    if cfg.train.grad_clip > 0:
-                        self.clip_gradients(opt, gradient_clip_val=cfg.train.grad_clip,
-                                            gradient_clip_algorithm="norm")
-                    opt.step()
-                    sched.step()
-                    self.optimizer_steps += 1
+                grad_norm = self._optimizer_step(opt, sched, finite)
+                if grad_norm is not None:
                     norms.append(grad_norm)
-                    self.bad_steps = 0
-                else:
-                    opt.zero_grad(set_to_none=True)
-                    self.skipped_updates += 1
-                    self.bad_steps += 1
-                    if self.bad_steps >= cfg.train.max_bad_steps:
-                        raise NonFiniteError(
-                            f"{self.bad_steps} consecutive updates (up to RL step {self.rollout_step + 1}) "
-                            "had a non-finite loss or gradient (train.max_bad_steps="
-                            f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
-                            "(lower train.lr, or resume with --resume)")
                 n_updates += 1
-        if fill_old is not None:
-            rollout.old_logp = fill_old
         out = {k: v / max(n_updates, 1) for k, v in sums.items()}
         out["grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
-        return out
+        return out, (fill_old if fill_old is not None else rollout.old_logp)
+
+    def _optimizer_step(self, opt, sched, finite: bool) -> float | None:
+        """Clip and step when the loss and gradient are finite on every rank (returns the gradient norm), else skip
+        the update (returns None) and stop after ``train.max_bad_steps`` skips in a row."""
+        cfg = self.cfg
+        grad_norm = self._grad_norm()
+        if self._all_ranks(finite) and math.isfinite(grad_norm):
+            if cfg.train.grad_clip > 0:
+                self.clip_gradients(opt, gradient_clip_val=cfg.train.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            sched.step()
+            self.optimizer_steps += 1
+            self.bad_steps = 0
+            return grad_norm
+        opt.zero_grad(set_to_none=True)
+        self.skipped_updates += 1
+        self.bad_steps += 1
+        if self.bad_steps >= cfg.train.max_bad_steps:
+            raise NonFiniteError(
+                f"{self.bad_steps} consecutive updates (up to RL step {self.rollout_step + 1}) "
+                "had a non-finite loss or gradient (train.max_bad_steps="
+                f"{cfg.train.max_bad_steps}); stopped, the last checkpoint is intact "
+                "(lower train.lr, or resume with --resume)")
+        return None
 
     def _all_ranks(self, flag: bool) -> bool:
         """``flag`` and-ed over every process (the same skip decision on every DDP rank)."""

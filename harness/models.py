@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

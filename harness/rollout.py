@@ -2,8 +2,8 @@
 
 An engine takes a list of prompt strings and returns ``n`` :class:`Generation` records per prompt
 (prompt-major order: prompt 0's n samples, then prompt 1's ...). Engines are registered by name in
-``ENGINES`` (``hf`` here, ``vllm`` in :mod:`harness.vllm_engine`) and built with
-``build_engine(name, model, tokenizer, cfg)``. After each optimizer step the training loop calls
+``ENGINES`` by their modules (:mod:`harness.hf_engine`, :mod:`harness.vllm_engine`) and built with
+:func:`harness.engines.build_engine`, the only module that imports them. After each optimizer step the training loop calls
 ``engine.sync_weights(model)`` so the next rollout samples from the updated policy.
 """
 
@@ -15,8 +15,8 @@ from typing import Protocol, Sequence
 
 import torch
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from common.errors import HarnessError
+from common.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -61,19 +61,6 @@ class RolloutEngine(Protocol):
 
 
 ENGINES: Registry = Registry("rollout engine")
-
-
-def build_engine(name: str, model: torch.nn.Module, tokenizer, **opts) -> RolloutEngine:
-    """Build the rollout engine registered as ``name`` (``hf`` or ``vllm``)."""
-    load_engines(name)
-    return ENGINES.get(name)(model, tokenizer, **opts)
-
-
-def load_engines(name: str = "hf") -> None:
-    """Import the engine modules (they register themselves); vllm only when asked, as it is optional."""
-    import harness.hf_engine  # noqa: F401
-    if name == "vllm":
-        import harness.vllm_engine  # noqa: F401
 
 
 @contextlib.contextmanager

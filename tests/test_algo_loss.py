@@ -16,7 +16,7 @@ from algorithms import Rollout, get_algorithm
 from algorithms.core import LOSS_AGG_MODES, LossConfig
 
 F64 = torch.float64
-NAMES = ("prl", "grpo", "raft", "raftpp", "reinforce", "rloo")
+NAMES = algorithms.names()  # every registered algorithm
 PPO_NAMES = tuple(n for n in NAMES if n != "raft")
 MASK = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 0, 0]], dtype=F64)  # lengths 3, 2, 3, 1
 N_TOK = 9.0

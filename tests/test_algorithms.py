@@ -16,7 +16,7 @@ import algorithms
 from algorithms import Rollout, aggregate_loss, compute_advantages, get_algorithm, kl_estimate
 from algorithms.core import LossConfig
 from algorithms.prl import PRLConfig
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 F64 = torch.float64
 ATOL = 1e-7

@@ -6,8 +6,8 @@ import pytest
 
 from benchmarks.arith import (ArithConfig, boxed_integer, fixed_test_split, is_test_side,
                               make_problem, solve, train_stream)
-from harness.errors import HarnessError
-from harness.prompts import ArithSource
+from common.errors import HarnessError
+from harness.train_data import ArithSource
 
 
 @pytest.mark.parametrize("expr,value", [("3+5*2-4", 9), ("2-7*3+1", -18), ("9*9*9", 729),

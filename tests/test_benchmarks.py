@@ -14,7 +14,7 @@ import pytest
 from benchmarks import BENCHMARKS, Problem, get_benchmark, resolve_benchmarks
 from benchmarks.loader import DATA_ENV
 from benchmarks.spec import SYSTEM_PROMPT, USER_SUFFIX
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 DATA = Path(os.environ.get(DATA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "benchmarks")
 needs_data = pytest.mark.skipif(not (DATA / "math500" / "test.jsonl").is_file(),

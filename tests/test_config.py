@@ -3,7 +3,7 @@
 import pytest
 
 from harness.config import build_config, dump_yaml, load_yaml, to_dict
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.commands.run import parse_overrides
 
 
@@ -61,3 +61,14 @@ def test_bad_yaml(tmp_path):
         load_yaml(str(f))
     with pytest.raises(HarnessError, match="does not exist"):
         load_yaml(str(tmp_path / "missing.yaml"))
+
+
+def test_config_is_frozen():
+    """Issue 14 item 5: a built configuration cannot be changed afterwards (the algo section is the plugin's)."""
+    import dataclasses
+
+    cfg = build_config({}, ["algo.name=prl", "train.lr=0.001"])
+    for obj, key in ((cfg, "seed"), (cfg.train, "lr"), (cfg.eval, "n"), (cfg.rollout, "n")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, key, 1)
+    assert cfg.train.lr == 0.001 and cfg.train.betas == (0.9, 0.999)

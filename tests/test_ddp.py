@@ -11,15 +11,16 @@ from tests.conftest import run_cli
 @pytest.mark.slow
 def test_two_process_ddp(tmp_path, tiny_path):
     trace = tmp_path / "trace"
-    os.environ["HARNESS_TRACE_DIR"] = str(trace)
+    os.environ["TRACE_DIR"] = str(trace)
     try:
         proc = run_cli(["run", "--algo", "grpo", "--steps", "3", "--name", "ddp", "--devices", "2",
                         "--strategy", "ddp", "--trainer.accelerator", "cpu",
                         "--results-dir", str(tmp_path / "results"), "--rollout.prompts_per_step", "4",
                         "--rollout.n", "4", "--rollout.max_new_tokens", "24", "--eval.limit", "10",
-                        "--eval.n", "3", "--eval.batch_size", "4", "--log.progress", "false"])
+                        "--eval.n", "3", "--eval.batch_size", "4", "--log.progress", "false"],
+                       module="tests.ddp_trace")
     finally:
-        del os.environ["HARNESS_TRACE_DIR"]
+        del os.environ["TRACE_DIR"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [[json.loads(x) for x in (trace / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert [t["step"] for t in ranks[0]] == [t["step"] for t in ranks[1]] == [1, 2, 3]

@@ -14,7 +14,7 @@ import pytest
 from benchmarks import Problem
 from benchmarks.grading import Grader
 from harness.cli import main
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.evaluate import evaluate
 from harness.results import read_jsonl
 from harness.rollout import Generation

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks import get_benchmark
 from benchmarks.grading import GradeResult, Grader, grade_integer, last_boxed, sci_to_latex
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 DATA = Path(os.environ.get("HARNESS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
 needs_data = pytest.mark.skipif(not (DATA / "math500" / "test.jsonl").is_file(),

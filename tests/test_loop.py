@@ -109,7 +109,7 @@ def test_learning_raises_reward(algo, tmp_path, tiny_path, monkeypatch):
     A fixed prompt set isolates the RL update from generalisation: whether a few steps on the random
     arith stream lift the reward depends on the warm start, which differs between CPUs.
     """
-    from harness.prompts import ArithSource
+    from harness.train_data import ArithSource
 
     first_batch = ArithSource.batch
     monkeypatch.setattr(ArithSource, "batch", lambda self, step, rank=0, world=1: first_batch(self, 0, rank, world))
@@ -138,12 +138,11 @@ def test_train_data_from_local_jsonl(tmp_path, tiny_path):
 
 def test_train_data_reward_uses_math_verify():
     from benchmarks.grading import Grader
-    from harness.prompts import TrainProblem
-    from harness.train import make_reward_fn
+    from harness.train_data import Reward, TrainProblem
 
-    probs = [TrainProblem("a", "q", "\\frac{1}{2}", "math"), TrainProblem("b", "q", "3", "math")]
+    probs = [TrainProblem("a", "q", "\\frac{1}{2}", "math500"), TrainProblem("b", "q", "3", "math500")]
     with Grader() as grader:
-        got = make_reward_fn(grader)(["so \\boxed{0.5}", "\\boxed{4}"], probs)
+        got = Reward(grader)(["so \\boxed{0.5}", "\\boxed{4}"], probs)
     assert got == [1.0, 0.0]
 
 
@@ -153,8 +152,8 @@ def test_train_data_reward_uses_math_verify():
     ('{"problem": "x", "answer": ""}\n', "empty problem or answer"),
 ])
 def test_train_data_bad_files(tmp_path, content, match):
-    from harness.errors import HarnessError
-    from harness.prompts import FileSource
+    from common.errors import HarnessError
+    from harness.train_data import FileSource
 
     f = tmp_path / "t.jsonl"
     f.write_text(content)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.models import build_tiny_tokenizer, load_model
 
 

@@ -19,7 +19,7 @@ import torch
 import harness.loop as loop
 from harness.cli import main
 from harness.config import build_config
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.train import run
 
 FAST = ["algo.name=grpo", "rollout.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=24",

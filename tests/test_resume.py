@@ -1,4 +1,5 @@
-"""Crash-safe resume (issue 6): SIGKILL a run, ``run --resume``, and get exactly the uninterrupted results.
+"""Crash-safe resume (issue 6) and clean stops (issue 11): SIGKILL or SIGTERM/SIGINT a run, ``run --resume``,
+and get exactly the uninterrupted results.
 
 * Training: a 6-step CPU run is killed with SIGKILL at three points (once it has logged steps 2, 4
   and 5, plus a random delay so the kill lands anywhere in the next step, checkpoint writes
@@ -56,19 +57,31 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def _run_and_kill(args: list[str], results: Path, watch: str, at_least: int, delay: float) -> tuple[int, int]:
-    """Start ``python -m harness ARGS``; SIGKILL it ``delay`` s after ``watch`` has ``at_least`` lines."""
+def _run_and_signal(args: list[str], results: Path, watch: str, at_least: int, delay: float,
+                    sig: int = signal.SIGTERM) -> tuple[int, int, int, str]:
+    """Start ``python -m harness ARGS``; send ``sig`` ``delay`` s after ``watch`` has ``at_least`` lines.
+
+    Returns (exit code, lines of ``watch`` when the signal was sent, lines after the exit, stderr).
+    """
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--results-dir", str(results)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=results.parent)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=results.parent,
+                            text=True)
     path = results / watch
     deadline = time.monotonic() + 300
     while _lines(path) < at_least and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == -signal.SIGKILL, f"finished before the kill ({proc.returncode}): {err[-2000:]}"
-    return proc.returncode, _lines(path)
+    sent = _lines(path)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+    return proc.returncode, sent, _lines(path), err
+
+
+def _run_and_kill(args: list[str], results: Path, watch: str, at_least: int, delay: float) -> tuple[int, int]:
+    """Start ``python -m harness ARGS``; SIGKILL it ``delay`` s after ``watch`` has ``at_least`` lines."""
+    code, _, after, err = _run_and_signal(args, results, watch, at_least, delay, signal.SIGKILL)
+    assert code == -signal.SIGKILL, f"finished before the kill ({code}): {err[-2000:]}"
+    return code, after
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -145,7 +158,8 @@ def test_sigkill_during_evaluation_then_resume(tmp_path, tiny_path):
     """Killed in the base evaluation, then in the final one (training complete): nothing lost or repeated."""
     results = tmp_path / "results"
     args = ["run", "--algo", "grpo", "--steps", "2", "--seed", "5", *SMALL,
-            "--eval.limit", "160", "--eval.batch_size", "4"]          # 40 chunks of 4 problems x 2 samples
+            "--eval.limit", "160", "--eval.batch_size", "4",          # 40 chunks of 4 problems x 2 samples
+            "--eval.cache_base", "false"]                             # (a shared base evaluation is not killed)
 
     def uninterrupted():
         proc = _cli([*args, "--name", "ref"], results)
@@ -171,6 +185,80 @@ def test_sigkill_during_evaluation_then_resume(tmp_path, tiny_path):
     assert [m["step"] for m in _metrics(run)] == [1, 2]
     assert [len(r) for r in (json.loads((run / "run.json").read_text())["resumes"],)] == [2]
     assert json.loads((run / "run.json").read_text())["resumes"][1]["from_step"] == 2   # no retraining
+
+
+# --------------------------------------------------------------------------- SIGTERM / SIGINT: a clean stop
+
+@pytest.mark.slow
+def test_sigterm_during_training_stops_cleanly_and_resumes_to_the_same_result(tmp_path, tiny_path):
+    """SIGTERM (and once SIGINT) mid-training: exit 143/130 after the current step, checkpoint/last at that step
+    even with save_every=0, every logged step kept; ``--resume`` ends exactly like the uninterrupted run."""
+    results = tmp_path / "results"
+    args = [*TRAIN, "--train.save_every", "0"]   # no periodic checkpoints: the stop itself must write one
+    points = [(2, 0.0, signal.SIGTERM), (4, 0.05, signal.SIGTERM), (3, 0.02, signal.SIGINT)]
+
+    def uninterrupted():
+        proc = _cli([*args, "--name", "ref"], results)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def stopped_and_resumed(k: int, delay: float, sig: int):
+        name = f"stop{k}"
+        code, sent, after, err = _run_and_signal([*args, "--name", name], results, f"{name}/train/metrics.jsonl",
+                                                 k, delay, sig)
+        assert code == 128 + sig, (code, err[-3000:])
+        assert err.strip().splitlines()[-1].startswith("stopped: "), err[-2000:]
+        assert "Traceback" not in err, err[-3000:]
+        run_dir = results / name
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+        state = json.loads((run_dir / "checkpoint" / "last" / "state.json").read_text())
+        assert sent <= after == state["step"] < 6, (sent, after, state)   # no finished step lost, none extra
+        assert not (run_dir / "checkpoint" / "final").exists() and not (run_dir / "eval").exists()
+        proc = _cli(["run", "--resume", "--name", name], results)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return after
+
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(uninterrupted)] + [pool.submit(stopped_and_resumed, *p) for p in points]
+        stopped_at = [j.result() for j in jobs][1:]
+    for (k, delay, sig), n in zip(points, stopped_at):
+        what = f"{signal.Signals(sig).name} after step {k} (+{delay:.2f}s), stopped at step {n}"
+        _assert_same_run(results / f"stop{k}", results / "ref", what)
+        resumes = json.loads((results / f"stop{k}" / "run.json").read_text())["resumes"]
+        assert [r["from_step"] for r in resumes] == [n], (what, resumes)
+
+
+@pytest.mark.slow
+def test_sigterm_during_evaluation_keeps_finished_samples_and_resumes(tmp_path, tiny_path):
+    """SIGTERM in the base evaluation, then in the final one: exit 143 before the next chunk, every sample
+    written before the signal kept, and the resumed run's samples equal the uninterrupted run's."""
+    results = tmp_path / "results"
+    args = ["run", "--algo", "grpo", "--steps", "2", "--seed", "6", *SMALL,
+            "--eval.limit", "160", "--eval.batch_size", "4", "--eval.cache_base", "false"]
+
+    def uninterrupted():
+        proc = _cli([*args, "--name", "ref"], results)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def interrupted():
+        for stage, resume in (("eval_base", []), ("eval", ["--resume"])):
+            cmd = [*args, "--name", "ev"] if not resume else ["run", "--resume", "--name", "ev"]
+            code, sent, after, err = _run_and_signal(cmd, results, f"ev/{stage}/arith/samples.jsonl", 48, 0.0)
+            assert code == 143 and "Traceback" not in err, (stage, code, err[-3000:])
+            assert 48 <= sent <= after < 320 and after % 8 == 0, (stage, sent, after)  # whole chunks only
+            assert not (results / "ev" / stage / "arith" / "summary.json").exists()
+            assert json.loads((results / "ev" / "run.json").read_text())["status"] == "interrupted"
+        proc = _cli(["run", "--resume", "--name", "ev"], results)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    with ThreadPoolExecutor(2) as pool:
+        for job in [pool.submit(uninterrupted), pool.submit(interrupted)]:
+            job.result()
+    run, ref = results / "ev", results / "ref"
+    for stage in ("eval_base", "eval"):
+        got = _samples(run, stage)
+        assert len(got) == 160 * 2 and got == _samples(ref, stage), stage
+    assert [m["step"] for m in _metrics(run)] == [1, 2] and _metrics(run) == _metrics(ref)
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 # --------------------------------------------------------------------------- the pieces
@@ -232,7 +320,7 @@ def test_checkpoint_swap_recovery(tmp_path):
 
 
 def test_truncate_metrics_drops_later_steps_and_torn_line(tmp_path):
-    from harness.train import _truncate_metrics
+    from harness.prepare import truncate_metrics as _truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "x": s / 3}) + "\n" for s in range(1, 6)) + '{"step": 6, "x"')

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "algorithms", "benchmarks")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.metrics import pass_at_k
 from harness.stats import (
     combine_seeds, holm, mcnemar, mean_std, paired_arrays, paired_bootstrap, per_problem_scores,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.sweep import MANIFEST, parse_grid, parse_seeds, plan_sweep, run_status, run_sweep
 
 FAST = ["--steps", "1", "--rollout.prompts_per_step", "2", "--rollout.n", "2", "--rollout.max_new_tokens", "16",

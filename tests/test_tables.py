@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from harness.commands import table as table_cmd
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.plots import plot_training, write_plots
-from harness.tables import AVG3, RENDERERS, build_table, load_runs
+from harness.table_render import RENDERERS
+from harness.tables import AVG3, build_table, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "tables" / "sweep"
@@ -221,6 +222,22 @@ def test_error_duplicate_label_and_seed(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------- plots
+
+
+def test_footnote_flags_rows_with_identical_samples(tmp_path):
+    """Issue 11 item 7: a swept coefficient whose rows have byte-identical samples is named in the footnote."""
+    counts = {"math500": fx.draw_counts(0.4, 7)}
+    for eta in (100, 1000):
+        fx.write_run(tmp_path / "sw", f"prl_eta{eta}_s0", algo="prl", label=f"prl eta={eta}", seed=0,
+                     counts=counts, base_counts=None, settings={"algo.eta": eta})
+    fx.write_run(tmp_path / "sw", "grpo_s0", algo="grpo", label="grpo", seed=0,
+                 counts={"math500": fx.draw_counts(0.2, 8)}, base_counts=None, settings={})
+    runs, _ = load_runs([tmp_path / "sw"])
+    t = build_table(runs, baseline="grpo", n_resamples=200)
+    flagged = [n for n in t.notes if "byte-identical" in n]
+    assert flagged == ["rows `prl eta=100` and `prl eta=1000` have byte-identical evaluation samples: "
+                       "algo.eta (100 vs 1000) changed nothing the evaluation saw"], t.notes
+    assert "Rows `prl eta=100` and `prl eta=1000` have byte-identical" in RENDERERS["md"][0](t)
 
 
 def test_sweep_and_training_plots(tmp_path):

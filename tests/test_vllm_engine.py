@@ -17,10 +17,11 @@ import sys
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.hf_engine import HFEngine
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer
-from harness.rollout import ENGINES, SamplingParams, build_engine
+from harness.engines import build_engine
+from harness.rollout import ENGINES, SamplingParams
 
 PROMPTS = ["1+2=", "hello world", "What is 12*3?", "x", "The answer is \\boxed{", "7*8-3=",
            "Compute 3^4.", "abc" * 12]

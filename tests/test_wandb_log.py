@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.wandb_log import has_api_key, init_wandb, is_rank_zero, log_run_evals, log_table_dir, wandb_mode
 
 

@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 PAPER_MAX_NEW_TOKENS = 3072   # PRL eval/gen.py
 TINY_MAX_NEW_TOKENS = 48      # the tiny model's arith solutions are ~30 characters
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.evaluate import evaluate
     from harness.models import TINY, load_model
     from harness.results import atomic_write_json, prepare_run_dir
-    from harness.rollout import SamplingParams, build_engine
-    from harness.train import check_engine
+    from harness.engines import build_engine, check_engine
+    from harness.rollout import SamplingParams
 
     # ---- validate everything, load data and model; nothing is written before this block ends
     benches = resolve_benchmarks(args.bench)

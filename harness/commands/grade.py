@@ -15,7 +15,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.jsonl import read_jsonl_strict
 
 EPILOG = """example input line:
   {"bench": "math500", "answer": "\\\\frac{1}{2}", "response": "... so the answer is $\\\\boxed{0.5}$."}
@@ -41,17 +42,7 @@ def read_grading_input(path: Path) -> list[dict]:
     if not path.is_file():
         raise HarnessError(f"--input {str(path)!r} does not exist or is not a file")
     rows = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as err:
-            raise HarnessError(f"{path}:{lineno}: not valid UTF-8 (column {err.start + 1})") from None
-        except json.JSONDecodeError as err:
-            raise HarnessError(f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise HarnessError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    for lineno, row in read_jsonl_strict(path, empty=" (no rows to grade)"):
         for key in ("bench", "answer", "response"):
             if key not in row:
                 raise HarnessError(f"{path}:{lineno}: missing field {key!r} (need bench, answer, response)")
@@ -64,8 +55,6 @@ def read_grading_input(path: Path) -> list[dict]:
         if not row["answer"].strip():
             raise HarnessError(f"{path}:{lineno}: empty gold answer")
         rows.append(row)
-    if not rows:
-        raise HarnessError(f"{path}: no rows to grade (empty file)")
     return rows
 
 

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import algorithms
-    from benchmarks import BENCHMARKS
+    from benchmarks import ALL, BENCHMARKS
 
     if args.algo:
         algo = algorithms.get_algorithm(args.algo)
@@ -24,6 +24,6 @@ def run(args) -> int:
     print("algorithms:")
     for name in algorithms.names():
         print(f"  {name:10s} {algorithms.get_algorithm(name).summary}")
-    print("benchmarks:", ", ".join(BENCHMARKS.names()), "(all = math500, minerva_math, olympiadbench)")
+    print("benchmarks:", ", ".join(BENCHMARKS.names()), f"(all = {', '.join(ALL)})")
     print("engines: hf, vllm")
     return 0

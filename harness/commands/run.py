@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 # named flags -> config keys (everything else: --section.key VALUE or section.key=VALUE)
 FLAGS = {
@@ -22,9 +22,9 @@ FLAGS = {
 
 
 def add_common_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algo", help="algorithm: prl, grpo, raft, raftpp, reinforce, rloo")
-    p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' "
-                   "(math500, minerva_math, olympiadbench); default arith")
+    p.add_argument("--algo", help="algorithm (`harness ls` lists them)")
+    p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' (PRL's three; "
+                   "`harness ls` lists them); default arith")
     p.add_argument("--model", help="'tiny' (default), a local model directory, or a hub id")
     p.add_argument("--steps", type=int, help="RL steps (train.steps)")
     p.add_argument("--seed", type=int, help="run seed")
@@ -129,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from harness.train import run as train_run
 
+    from common.rank import global_rank
+    from harness.report import print_report
+
     run_dir = train_run(cfg, overwrite=args.overwrite, resume=args.resume)
-    print(f"run finished: {run_dir}")
+    if global_rank(devices_per_node=cfg.trainer.devices) == 0:  # what it found, once
+        print_report(run_dir)
     return 0

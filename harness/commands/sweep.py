@@ -17,7 +17,7 @@ import shutil
 import sys
 
 from harness.commands.run import FLAGS, add_common_run_flags, parse_overrides
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 EPILOG = """Every other run flag and --section.key VALUE override applies to every run. Runs go to
 results/<name>/runs/<algo>_<key>=<value>..._s<seed>/ (logs in each run's logs/), with the manifest

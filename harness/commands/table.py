@@ -1,8 +1,8 @@
 """``python -m harness table``: paper-style comparison table (+ plots) from run or sweep directories.
 
 Builds everything from result files alone (``run.json``, ``eval*/<bench>/summary.json`` and ``samples.jsonl``,
-``train/metrics.jsonl``); see ``harness/tables.py`` (table and significance), ``harness/plots.py`` (PNGs) and
-``results/README.md`` (file layout).
+``train/metrics.jsonl``); see ``harness/tables.py`` (table and significance), ``harness/runs.py`` (loading),
+``harness/table_render.py`` (markdown, LaTeX, CSV), ``harness/plots/`` (PNG/PDF figures) and ``results/README.md`` (layout).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import atomic_write_text
-from harness.tables import RENDERERS, build_table, load_runs, parse_metrics
+from harness.table_render import RENDERERS
+from harness.tables import build_table, load_runs, parse_metrics
 
 EPILOG = """examples:
   python -m harness table results/grpo_s0 results/prl_s0              # Markdown to stdout

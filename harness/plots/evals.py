@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.plots.common import BASE_STYLE, bootstrap_ci, legend, panels, save, styles, write_csv
 from harness.stats import combine_seeds, per_problem_scores
 from harness.tables import BASE, metric_value, sort_key, table_benches

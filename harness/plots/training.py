@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.plots.common import band_over_seeds, ema, ema_span, legend, panels, save, styles, write_csv
 from harness.results import read_jsonl
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.sweep.manifest import (BUSY_EXIT, LOGS, check_existing, hold_lock, live_states, lock_holder, lock_path,
                                     new_manifest, run_status, save_manifest, slurm_states)
 from harness.sweep.worker import REDO_UNFINISHED, subprocess_runner

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 REPO = str(Path(__file__).resolve().parents[2])

@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import atomic_write_json
 
 MANIFEST = "sweep.json"

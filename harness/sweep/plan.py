@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import validate_run_name
 
 # keys the sweep itself sets for every run; a grid or base override may not set them
@@ -139,7 +139,7 @@ def check_inputs(cfg, checked: set | None = None) -> None:
     """The cheap input checks ``harness.train.run`` makes before writing: benchmark names and data, rollout engine
     (each distinct combination once). Model and training-data problems still surface in the run itself."""
     from benchmarks import get_benchmark, resolve_benchmarks
-    from harness.train import check_engine
+    from harness.engines import check_engine
 
     key = (cfg.data.bench, cfg.data.data_dir, cfg.eval.limit, cfg.rollout.engine)
     if checked is not None and key in checked:

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.results import read_jsonl, validate_run_name
 from harness.sweep.manifest import LOGS, MANIFEST, live_states, read_manifest, run_status, slurm_states
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.sweep.manifest import LOGS, hold_lock, run_status
 
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"

@@ -1,9 +1,17 @@
-"""Training prompt sources for RL: the ``arith`` stream, or math problems from a file or the hub.
+"""Training tasks for RL: sources of problems, each tagged with a registered benchmark, and their reward.
 
-A source is indexed by (step, rank): ``batch(step, rank, world)`` returns the prompts of one RL
-step for one process, deterministically from the run seed. Random access (rather than a running
-iterator) is what lets a resumed run pick up at exactly the same data position, and gives every
-DDP rank its own shard of the step's global batch.
+A source is indexed by (step, rank): ``batch(step, rank, world)`` returns the problems of one RL step
+for one process, deterministically from the run seed. Random access (rather than a running iterator)
+is what lets a resumed run pick up at exactly the same data position, and gives every DDP rank its own
+shard of the step's global batch.
+
+Every :class:`TrainProblem` names the benchmark (``bench``) whose prompt and grader it uses: the same
+:class:`benchmarks.BenchmarkSpec` prompt and :class:`benchmarks.grading.Grader` options evaluation uses.
+The sources are registry entries (``TRAIN_SOURCES``): ``arith`` (the built-in stream, graded as
+``arith``) and ``file`` (a local file or hub dataset of math problems, graded as ``math500``). Adding a
+training set is one class here or in a new module, registered under its name.
+
+    python -c "from harness.train_data import ArithSource; print(ArithSource(0, 2).batch(0))"
 """
 
 from __future__ import annotations
@@ -12,7 +20,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from benchmarks import get_benchmark
+from benchmarks.problem import Problem
+from common.errors import HarnessError
+from common.jsonl import read_jsonl_strict
+from common.registry import Registry
+
+TRAIN_SOURCES: Registry = Registry("training source")
 
 
 @dataclass(frozen=True)
@@ -20,9 +34,26 @@ class TrainProblem:
     id: str
     problem: str
     answer: str
-    bench: str                      # grading rules to apply ("arith" or "math")
+    bench: str                      # registered benchmark whose prompt and grader apply ("arith", "math500")
 
 
+def prompt_of(problem: TrainProblem, tokenizer) -> str:
+    """The prompt of a training problem: its benchmark's prompt, as in evaluation."""
+    return get_benchmark(problem.bench).prompt(Problem(problem.id, problem.problem, problem.answer, {}), tokenizer)
+
+
+class Reward:
+    """Outcome reward 1/0: each problem graded by its benchmark's grading options (the evaluation grader)."""
+
+    def __init__(self, grader) -> None:
+        self.grader = grader
+
+    def __call__(self, texts, problems) -> list[float]:
+        results = self.grader.grade(list(texts), [p.answer for p in problems], [p.bench for p in problems])
+        return [1.0 if r.correct else 0.0 for r in results]
+
+
+@TRAIN_SOURCES.register("arith")
 class ArithSource:
     def __init__(self, seed: int, per_rank: int, min_ops: int = 2, max_ops: int = 2) -> None:
         from benchmarks.arith import ArithConfig
@@ -43,16 +74,18 @@ class ArithSource:
         return out[rank * self.per_rank:(rank + 1) * self.per_rank]
 
 
+@TRAIN_SOURCES.register("file")
 class FileSource:
-    """Math problems with gold answers from a local JSONL/parquet file or a hub dataset.
+    """Math problems with gold answers from a local JSONL/parquet file or a hub dataset, graded as ``bench``.
 
     Epochs are seeded permutations of the rows; global sample index ``i`` of the run maps to row
     ``perm[epoch][i % N]`` with ``epoch = i // N``.
     """
 
     def __init__(self, source: str, seed: int, per_rank: int, *, split: str = "train",
-                 problem_field: str = "problem", answer_field: str = "answer") -> None:
-        self.seed, self.per_rank = seed, per_rank
+                 problem_field: str = "problem", answer_field: str = "answer", bench: str = "math500") -> None:
+        get_benchmark(bench)  # an unknown name raises HarnessError
+        self.seed, self.per_rank, self.bench = seed, per_rank, bench
         self.rows = _load_rows(source, split, problem_field, answer_field)
         self._perms: dict[int, list[int]] = {}
 
@@ -70,7 +103,7 @@ class FileSource:
         for i in range(start, start + self.per_rank):
             j = self._perm(i // n)[i % n]
             problem, answer = self.rows[j]
-            out.append(TrainProblem(f"train-{j}", problem, answer, "math"))
+            out.append(TrainProblem(f"train-{j}", problem, answer, self.bench))
         return out
 
 
@@ -118,28 +151,19 @@ def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -
 
 
 def _check_jsonl(path: Path) -> None:
-    import json
-
     try:
-        text = path.read_text(encoding="utf-8")
+        path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise HarnessError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
-    lines = text.split("\n")  # not splitlines(): U+2028, \x85 ... are valid inside JSON strings
-    if not any(line.strip() for line in lines):
-        raise HarnessError(f"{path}: empty file")
     if path.suffix == ".jsonl":
-        for no, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise HarnessError(f"{path}:{no}: invalid JSON ({err.msg})") from None
-                if not isinstance(obj, dict):
-                    raise HarnessError(f"{path}:{no}: expected a JSON object")
+        read_jsonl_strict(path)
+    elif not path.read_text(encoding="utf-8").strip():
+        raise HarnessError(f"{path}: empty file")
 
 
 def build_source(data_cfg, seed: int, per_rank: int):
+    """The run's training source: ``arith`` without ``data.train_data``, else ``file``."""
     if data_cfg.train_data is None:
-        return ArithSource(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
-    return FileSource(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
-                      problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)
+        return TRAIN_SOURCES.get("arith")(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
+    return TRAIN_SOURCES.get("file")(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
+                                     problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)

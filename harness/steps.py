@@ -1,0 +1,82 @@
+"""The pieces of an RL step that need no module state: token log-probs, the step's logged values, the step loader.
+
+    python -c "from harness.steps import entropy_share as e; from types import SimpleNamespace as N; \
+print(e({'pg_loss': 1.0, 'entropy': 2.0}, N(entropy_coef=0.1, kl_coef=0.0)))"
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from algorithms.core import Rollout
+
+
+def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int,
+                       *, with_entropy: bool = True):
+    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows.
+
+    Args:
+        input_ids: [B, P + T] left-padded prompts followed by right-padded responses.
+        attention_mask: [B, P + T].
+    Returns:
+        logp [B, T] (float32), entropy [B, T] or None.
+    """
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)                 # [B, P+T]
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=resp_len + 1, use_cache=False)
+    logits = out.logits[:, :-1].float()                                        # [B, T, V]
+    targets = input_ids[:, -resp_len:]                                         # [B, T]
+    logz = torch.logsumexp(logits, dim=-1)                                     # [B, T]
+    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
+    entropy = None
+    if with_entropy:
+        probs = torch.softmax(logits, dim=-1)
+        entropy = logz - (probs * logits).sum(-1)
+    return logp, entropy
+
+
+def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp) -> dict:
+    """One RL step's reward, KL to the reference, response length and advantage statistics."""
+    mask, rewards = rollout.response_mask, rollout.rewards
+    n_tok = float(mask.sum())
+    valid = mask.bool()
+    return {
+        "reward_mean": rewards.mean().item(), "accuracy": (rewards > 0).float().mean().item(),
+        "kl": ((old_logp - ref_logp)[valid].mean().item() if ref_logp is not None else float("nan")),
+        "response_len": n_tok / mask.shape[0],
+        "adv_mean": adv[valid].mean().item() if n_tok else 0.0,
+        "adv_std": adv[valid].std().item() if n_tok > 1 else 0.0,
+    }
+
+
+def entropy_share(stats: dict, algo_cfg) -> float:
+    """The entropy bonus's share of the loss: ``|c_H H| / (|pg_loss| + |c_KL kl_loss| + |c_H H|)``, 0 when off.
+
+    ``H`` is the logged token-mean entropy, so with ``loss_agg`` other than ``token-mean`` the bonus term is
+    approximated by ``c_H`` times the token mean. A coefficient too small to move the loss shows as ~0.
+    """
+    bonus = abs(algo_cfg.entropy_coef * stats.get("entropy", 0.0))
+    kl_term = abs(algo_cfg.kl_coef * stats.get("kl_loss", 0.0))
+    total = abs(stats.get("pg_loss", 0.0)) + kl_term + bonus
+    return bonus / total if total > 0 and math.isfinite(total) else 0.0
+
+
+def step_loader(source, steps: int, start: int = 0):
+    """One batch per RL step ``start .. steps-1``: this rank's problems of that step from ``source``."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from common.rank import shard
+
+    class Steps(IterableDataset):
+        def __iter__(self):
+            rank, world = shard()
+            for step in range(start, steps):  # prompts are indexed by step: resuming = starting later
+                yield source.batch(step, rank, world)
+
+    return DataLoader(Steps(), batch_size=None, collate_fn=_identity)
+
+
+def _identity(x):
+    return x
