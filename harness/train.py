@@ -76,7 +76,7 @@ def engine_factory(cfg: RunConfig, tokenizer):
 
     def make(model):
         return build_engine(cfg.rollout.engine, model, tokenizer, batch_size=cfg.rollout.batch_size,
-                            static_cache=cfg.rollout.static_cache, sampler=cfg.rollout.hf_sampler,
+                            max_batch_tokens=cfg.rollout.max_batch_tokens, static_cache=cfg.rollout.static_cache, sampler=cfg.rollout.hf_sampler,
                             gpu_memory_utilization=cfg.rollout.gpu_memory_utilization, seed=cfg.seed)
     return make
 
@@ -238,7 +238,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label:
 # keys that may differ between an interrupted run and its resumption: they do not change what is trained or
 # evaluated (a different batch size only changes which random numbers are drawn from then on, e.g. after an OOM)
 RESUME_MAY_CHANGE = ("train.steps", "train.save_every", "train.keep_last", "log.", "eval.batch_size",
-                     "rollout.batch_size", "rollout.static_cache", "rollout.hf_sampler", "rollout.gpu_memory_utilization",
+                     "eval.max_batch_tokens", "rollout.batch_size", "rollout.max_batch_tokens", "rollout.static_cache", "rollout.hf_sampler", "rollout.gpu_memory_utilization",
                      "results_dir", "data.data_dir", "model.attn_implementation", "trainer.accelerator")
 
 
@@ -332,7 +332,7 @@ def _evaluate(cfg: RunConfig, engine, tokenizer, benches, out_dir: Path, grader,
              max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
              limit=cfg.eval.limit or None, seed=cfg.seed, data_dir=cfg.data.data_dir,
              batch_size=cfg.eval.batch_size, grader=grader, progress=cfg.log.progress, shard=_shard(),
-             resume=resume)
+             resume=resume, max_batch_tokens=cfg.eval.max_batch_tokens, too_long=cfg.eval.too_long)
 
 
 def _metrics_sink(cfg: RunConfig, run_dir: Path):
