@@ -206,8 +206,8 @@ class RLModule(L.LightningModule):
             "time_generate_s": t1 - t0, "time_score_s": t2 - t1, "time_update_s": t3 - t2,
             "skipped_updates": self.skipped_updates, **stats,
         }
-        self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"]}, prog_bar=True,
-                      on_step=True, batch_size=len(gens))
+        self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"], "tok/s": metrics["tokens_per_s"]},
+                      prog_bar=True, on_step=True, batch_size=len(gens))
         if self.metrics_sink is not None:
             self.metrics_sink(metrics)
         if os.environ.get("HARNESS_TRACE_DIR"):  # per-rank trace for multi-process tests

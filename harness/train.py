@@ -102,6 +102,8 @@ def make_trainer(cfg: RunConfig, *, steps: int, quiet: bool = False):
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from harness.progress import training_bar
+
     t = cfg.trainer
     lg = logging.getLogger("lightning.pytorch")
     level = lg.level
@@ -112,6 +114,7 @@ def make_trainer(cfg: RunConfig, *, steps: int, quiet: bool = False):
             accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
             precision=t.precision, max_epochs=1, limit_train_batches=steps, logger=False,
             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.log.progress,
+            callbacks=training_bar(cfg.log.progress),  # RL steps, reward, KL, tok/s (harness/progress.py)
             use_distributed_sampler=False, num_sanity_val_steps=0)
     except (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
