@@ -61,6 +61,9 @@ def setup_logging(mode: str = "default", lightning: bool = False) -> None:
     if mode != "verbose":
         for pattern in _QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
+    if mode == "quiet":   # no "Loading weights" bars either
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
     if lightning:
         import lightning.pytorch  # noqa: F401  (sets up its loggers on import)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -92,7 +95,10 @@ def training_bar(enabled: bool) -> list:
     """Trainer callbacks: the RL-step bar when progress bars are on (else none)."""
     if not enabled:
         return []
+    import sys
+
     from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
     class RLStepBar(TQDMProgressBar):
         """Lightning's bar counting RL steps ("train 12/100"), created at the first step (not before
@@ -106,11 +112,10 @@ def training_bar(enabled: bool) -> list:
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if self._train_progress_bar is None:
-                bar = self.init_train_tqdm()
-                bar.reset(total=trainer.num_training_batches)
-                bar.set_description("train (RL steps)")
-                bar.unit = "step"
-                self.train_progress_bar = bar
+                self.train_progress_bar = Tqdm(
+                    desc="train (RL steps)", unit="step", total=convert_inf(trainer.num_training_batches),
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True,
+                    dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
 
         def get_metrics(self, trainer, pl_module) -> dict:
             m = super().get_metrics(trainer, pl_module)

@@ -21,8 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LONGEST = ["2626", "2625"]   # prompts of 4,486 and 4,462 tokens under the tiny tokenizer
-# The run holds the policy, the reference, Lightning and the grader (~1 GB resident); a batch of the four
-# longest prompts x n = 8 (the defaults before the fix) needs > 6 GB for its prefill attention alone.
+# The run holds the policy, the reference, Lightning and the grader: ~1.0 GB resident here with the fix;
+# the code before it (one batch of the four longest prompts x n = 8) peaked at 4.1 GB in this same test.
 RUN_BOUND_MB = 2500
 EVAL_BOUND_MB = 1500          # eval only, truncating to 4,048 tokens under a budget of 8,192 tokens
 
