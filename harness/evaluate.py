@@ -115,7 +115,7 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
         raise HarnessError(f"eval max_batch_tokens must be a positive integer (got {max_batch_tokens!r})")
     if too_long not in TOO_LONG:
         raise HarnessError(f"eval too_long must be one of {', '.join(TOO_LONG)} (got {too_long!r})")
-    context = getattr(engine, "max_context", None)
+    context = getattr(engine, "max_context", None) or getattr(engine, "max_model_len", None)   # hf | vllm
     if context is not None and context <= max_new_tokens:
         raise HarnessError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the "
                            f"model's context ({context} tokens)")
