@@ -245,14 +245,7 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
                                    seed=chunk_seed(params.seed, bench, k))                 # [P*n]
             if len(gens) != len(chunk) * n:
                 raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={n}")
-            results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
-            seen: dict[int, int] = defaultdict(int)
-            records = []
-            for g, res in zip(gens, results):
-                records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
-                                "response": g.text, "extracted": res.extracted, "correct": res.correct,
-                                "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
-                seen[g.prompt_index] += 1
+            records = _grade(grader, gens, chunk, bench)
             append_jsonl(samples_path, records)
             for r in records:
                 done.setdefault(r["problem_id"], []).append(r)
@@ -264,19 +257,36 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
         done = _merge_shards(bench_dir, n, problems, world, rank)
         if rank != 0:
             return {}
-    metrics = summarize({p.id: done[p.id] for p in problems}, n)
     summary = {"schema_version": SCHEMA_VERSION, "bench": bench, "model": model_name, "n": n,
-               **metrics, "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
+               **summarize({p.id: done[p.id] for p in problems}, n),
+               "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
                "skipped_too_long": {"count": len(skipped), "ids": skipped},
                "truncated_too_long": {"count": len(truncated), "ids": truncated},
                "settings": settings, "grader": grader.describe(bench), "versions": package_versions(),
                "time_s": round(time.time() - t0, 3)}
-    if skipped:
-        log.warning("%s: %d prompts longer than %d tokens (context minus max_new_tokens) skipped "
-                    "(eval.too_long=truncate keeps them): %s", bench, len(skipped),
-                    chunking["max_prompt_tokens"], ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    _warn_too_long(bench, skipped, truncated, chunking["max_prompt_tokens"])
     atomic_write_json(bench_dir / "summary.json", summary)
     return summary
+
+
+def _warn_too_long(bench: str, skipped: list[str], truncated: list[str], limit: int | None) -> None:
+    for ids, what in ((skipped, "skipped (eval.too_long=truncate keeps them)"), (truncated, "left-truncated")):
+        if ids:
+            log.warning("%s: %d prompts longer than %d tokens (context minus max_new_tokens) %s: %s", bench,
+                        len(ids), limit, what, ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
+
+
+def _grade(grader, gens, chunk: list[Problem], bench: str) -> list[dict]:
+    """One samples.jsonl record per generation, in the engine's (prompt-major) order."""
+    results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
+    seen: dict[int, int] = defaultdict(int)
+    records = []
+    for g, res in zip(gens, results):
+        records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
+                        "response": g.text, "extracted": res.extracted, "correct": res.correct,
+                        "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
+        seen[g.prompt_index] += 1
+    return records
 
 
 def _load_done_readonly(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
