@@ -48,3 +48,19 @@ def test_eval_quiet_has_results_and_no_bars(tmp_path, tiny_path):
     out = _harness(["eval", "--model", "tiny", "--bench", "arith", "--limit", "4", "--n", "2", "--quiet"],
                    tmp_path)
     assert "%|" not in out and "arith" in out and "avg@2" in out and "results:" in out
+
+
+def test_model_hub_id_without_network_fails_in_one_line(monkeypatch):
+    import time
+
+    import benchmarks.loader as loader
+    from harness.errors import HarnessError
+    from harness.models import load_model
+
+    monkeypatch.setattr(loader, "hub_reachable", lambda: False)
+    t = time.time()
+    with pytest.raises(HarnessError) as err:
+        load_model("no-such-org/no-such-model-11")
+    msg = str(err.value)
+    assert "no network" in msg and "no-such-org/no-such-model-11" in msg and "\n" not in msg
+    assert time.time() - t < 20                  # the local cache only: no retries with back-off
