@@ -98,3 +98,21 @@ def test_token_batches_respect_the_budget():
         cost = len(b) * 2 * (max(lengths[i] for i in b) + 48)
         assert cost <= 1000 or len(b) == 1                     # an item over the budget goes alone
     assert token_batches(lengths, 48, 10 ** 6, max_rows=4) == [[1, 4, 3, 0], [5, 2]]
+
+
+def test_hf_engine_batches_by_tokens_and_keeps_prompt_order(tiny, monkeypatch):
+    from harness.hf_engine import HFEngine
+    from harness.rollout import SamplingParams
+
+    model, tok = tiny
+    engine = HFEngine(model, tok, max_batch_tokens=3 * (40 + 8))
+    assert engine.max_context == 4096
+    calls = []
+    sample = engine.decoder.sample
+    monkeypatch.setattr(engine.decoder, "sample", lambda rows, **kw: calls.append([len(r) for r in rows])
+                        or sample(rows, **kw))
+    prompts = ["1+2=" * 10, "3+4=", [5, 6, 7]]                         # 40, 4 and 3 tokens (ids as given)
+    gens = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, seed=1))
+    assert [g.prompt_index for g in gens] == [0, 0, 1, 1, 2, 2]        # prompt-major, as given
+    assert gens[4].prompt_ids == [5, 6, 7] and len(gens[0].prompt_ids) == 40
+    assert calls == [[3, 3, 4, 4], [40, 40]]     # shortest first; 4 x (4 + 8) <= 144 < 5 x (40 + 8)
