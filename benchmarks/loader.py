@@ -4,8 +4,13 @@ Where the rows come from, in order:
 
 1. the ``data_dir`` argument (``--data-dir``), else the ``HARNESS_DATA_DIR`` environment variable:
    a folder holding ``<name>/test.jsonl`` (CI and the tests point it at ``../shared/benchmarks``);
-2. else the Hugging Face Hub, ``datasets.load_dataset(spec.hub_id, spec.hub_config, split=...)``;
-3. else a :class:`HarnessError` saying how to provide the data.
+2. else ``../shared/benchmarks`` beside the project root, or beside the working directory, when
+   that folder exists (:func:`default_data_dirs`);
+3. else the Hugging Face Hub, ``datasets.load_dataset(spec.hub_id, spec.hub_config, split=...)``.
+   Without a network (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set: only the local hub cache is
+   read; otherwise a 3-second connection check of the hub endpoint) the hub is not retried: one
+   line says how to provide the data;
+4. else a :class:`HarnessError` saying how to provide the data.
 
 A local file is first validated line by line here, so that every problem is reported as one line
 with file and line number (non-UTF-8 bytes, invalid JSON, a non-object row, a missing or mistyped
@@ -34,11 +39,18 @@ if TYPE_CHECKING:
 DATA_ENV = "HARNESS_DATA_DIR"
 
 
+def default_data_dirs() -> list[Path]:
+    """``../shared/benchmarks`` relative to the project root and to the working directory."""
+    root = Path(__file__).resolve().parents[1]
+    return [root.parent / "shared" / "benchmarks", Path.cwd().parent / "shared" / "benchmarks"]
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """The data directory from the argument or ``$HARNESS_DATA_DIR``; None means "use the hub"."""
+    """The data directory from the argument, ``$HARNESS_DATA_DIR`` or an existing default folder
+    (:func:`default_data_dirs`); None means "use the hub"."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(DATA_ENV) or None
     if chosen is None:
-        return None
+        return next((d for d in default_data_dirs() if d.is_dir()), None)
     path = Path(chosen).expanduser()
     if not path.is_dir():
         origin = "--data-dir" if data_dir not in (None, "") else DATA_ENV
@@ -83,6 +95,10 @@ def _load_dataset(spec: BenchmarkSpec, *args, **kwargs) -> list[dict]:
     if args[0] is None:
         raise HarnessError(f"benchmark {spec.name!r} has no hub dataset and no data directory "
                            f"was given: {hint}")
+    if args[0] != "json" and not hub_reachable():
+        raise HarnessError(f"cannot load benchmark {spec.name!r} from the hub ({args[0]!r}): no network "
+                           f"({hub_endpoint()} unreachable; set HF_HUB_OFFLINE=1 to read a local hub "
+                           f"cache); {hint}")
     import datasets
     from datasets.utils import logging as ds_logging
 
@@ -98,6 +114,38 @@ def _load_dataset(spec: BenchmarkSpec, *args, **kwargs) -> list[dict]:
         if bars_were_on:
             ds_logging.enable_progress_bar()
     return [dict(row) for row in ds]
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when the hub endpoint does not answer an HTTP request within ``timeout`` s (the name
+    lookup included); True when offline mode is set (``datasets`` then reads its local cache and
+    never touches the network)."""
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+           for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    import threading
+    import urllib.error
+    import urllib.request
+
+    ok = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(hub_endpoint(), method="HEAD"), timeout=timeout)
+            ok.append(True)
+        except urllib.error.HTTPError:   # the hub answered (any status): the network is there
+            ok.append(True)
+        except (OSError, ValueError):
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)   # getaddrinfo ignores socket timeouts
+    t.start()
+    t.join(timeout)
+    return bool(ok)
 
 
 def validate_jsonl(spec: BenchmarkSpec, path: str | os.PathLike) -> list[Problem]:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from common.errors import HarnessError
+from harness.progress import hf_bars_off
 from harness.results import atomic_write_json
 
 LAST, TMP, OLD = "last", ".last.tmp", ".last.old"
@@ -77,7 +78,8 @@ def save_pretrained_atomic(model, tokenizer, path: str | os.PathLike) -> None:
     tmp = path.parent / f".{path.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
+    with hf_bars_off():   # no "Writing model shards" bar per checkpoint
+        model.save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     _fsync_tree(tmp)
@@ -106,7 +108,8 @@ def save(run_dir: str | os.PathLike, *, policy, optimizer, scheduler, state: dic
     tmp.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem view yet
     torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        policy.save_pretrained(tmp)
+        with hf_bars_off():
+            policy.save_pretrained(tmp)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                    tmp / "optimizer.pt")
     barrier()

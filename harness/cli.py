@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 
 from common.errors import HarnessError
@@ -41,13 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("HARNESS_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
-    for name in ("lightning.pytorch", "lightning.fabric"):  # hide hardware/tip banners
-        logging.getLogger(name).setLevel(os.environ.get("HARNESS_LOG", "WARNING"))
+    from harness.progress import setup_logging, verbosity
+
+    setup_logging()
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
+        setup_logging(verbosity(args), lightning=args.command in ("run", "sweep"))
         if extra and not getattr(args, "accepts_overrides", False):
             raise HarnessError(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides_raw = extra

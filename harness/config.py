@@ -57,7 +57,8 @@ class RolloutConfig:
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
     max_new_tokens: int = 48            # response length limit
-    batch_size: int = 256               # rows per generate() call (hf)
+    batch_size: int = 256               # hf: most rows per sampling batch
+    max_batch_tokens: int = 32768       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory)
     hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
     static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
     gpu_memory_utilization: float = 0.2 # vllm: share of device memory (of RAM on CPU) for its KV cache
@@ -69,6 +70,7 @@ class RolloutConfig:
         _check(0 < self.top_p <= 1, "rollout.top_p", "in (0, 1]", self.top_p)
         _check(self.max_new_tokens >= 1, "rollout.max_new_tokens", ">= 1", self.max_new_tokens)
         _check(self.batch_size >= 1, "rollout.batch_size", ">= 1", self.batch_size)
+        _check(self.max_batch_tokens >= 1, "rollout.max_batch_tokens", ">= 1", self.max_batch_tokens)
         _check(self.hf_sampler in ("kv", "generate"), "rollout.hf_sampler", "kv or generate", self.hf_sampler)
         _check(0 < self.gpu_memory_utilization < 1, "rollout.gpu_memory_utilization", "in (0, 1)",
                self.gpu_memory_utilization)
@@ -110,7 +112,9 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 0             # 0: same as rollout.max_new_tokens
     limit: int = 0                      # evaluate the first N problems of each benchmark (0: all)
-    batch_size: int = 64                # prompts per generation chunk
+    batch_size: int = 64                # most prompts per generation chunk
+    max_batch_tokens: int = 32768       # prompts x n x (longest prompt + max_new_tokens) per chunk (bounds memory)
+    too_long: str = "skip"              # prompts over the context minus max_new_tokens: skip (counted) | truncate (left)
     before: bool = True                 # evaluate the base model before training (table's base row)
     after: bool = True                  # evaluate the trained model
     cache_base: bool = True             # reuse a shared base evaluation of the same model, data and settings
@@ -122,6 +126,8 @@ class EvalConfig:
         _check(self.max_new_tokens >= 0, "eval.max_new_tokens", ">= 0", self.max_new_tokens)
         _check(self.limit >= 0, "eval.limit", ">= 0", self.limit)
         _check(self.batch_size >= 1, "eval.batch_size", ">= 1", self.batch_size)
+        _check(self.max_batch_tokens >= 1, "eval.max_batch_tokens", ">= 1", self.max_batch_tokens)
+        _check(self.too_long in ("skip", "truncate"), "eval.too_long", "skip or truncate", self.too_long)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class LazyEngine:
     @classmethod
     def from_config(cls, cfg, tokenizer) -> "LazyEngine":
         r = cfg.rollout
-        return cls(r.engine, tokenizer, batch_size=r.batch_size, static_cache=r.static_cache, sampler=r.hf_sampler,
+        return cls(r.engine, tokenizer, batch_size=r.batch_size, max_batch_tokens=r.max_batch_tokens, static_cache=r.static_cache, sampler=r.hf_sampler,
                    gpu_memory_utilization=r.gpu_memory_utilization, seed=cfg.seed)
 
     def start(self, model: torch.nn.Module) -> "LazyEngine":

@@ -5,18 +5,34 @@ the paper prompt (chat template when the tokenizer has one), n = 8 samples at te
 by Math-Verify (:mod:`benchmarks.grading`), reporting avg@n and pass@k -- here the unbiased estimator
 for every k in 1, 2, 4, ..., n (:mod:`harness.metrics`) -- plus maj@n.
 
-Problems are processed in chunks of ``batch_size`` prompts; each chunk's samples are appended to
-``<out_dir>/<bench>/samples.jsonl`` as soon as they are graded, so ``resume=True`` continues an
-interrupted evaluation from the last complete chunk. ``summary.json`` is written atomically at the
-end and can be recomputed from ``samples.jsonl`` alone.
+Memory is bounded whatever the benchmark and model:
+
+* **Too-long prompts.** A prompt longer than the model's context minus ``max_new_tokens`` (the
+  engine's ``max_context``: ``max_position_embeddings``, or vLLM's ``max_model_len``) is handled by
+  ``too_long``: ``"skip"`` (default) leaves the problem out and lists it in ``summary.json`` under
+  ``skipped_too_long`` (``count`` and ``ids``; the metrics cover the other problems);
+  ``"truncate"`` keeps its last tokens (left truncation, so the question's end and the
+  instruction stay) and lists it under ``truncated_too_long``.
+* **Token-budget chunks.** Problems are sorted by prompt length and grouped into chunks of at most
+  ``batch_size`` prompts with ``prompts x n x (longest prompt + max_new_tokens) <= max_batch_tokens``
+  (:func:`harness.rollout.token_batches`); the hf engine samples a chunk in one batch under the same
+  budget (it drops finished rows as it goes), so peak memory follows ``max_batch_tokens``.
+
+Each chunk's samples are appended to ``<out_dir>/<bench>/samples.jsonl`` as soon as they are graded;
+chunks and their seeds depend only on the problems and the settings, so ``resume=True`` continues an
+interrupted evaluation from the complete problems on disk and gives the samples an uninterrupted run
+would. ``summary.json`` is written atomically at the end and can be recomputed from ``samples.jsonl``
+alone.
 
     python -m harness eval --model tiny --bench arith --n 4
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import time
 import zlib
 from collections import defaultdict
@@ -29,9 +45,12 @@ from common.versions import package_versions
 from harness import stop
 from harness.metrics import summarize
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from harness.rollout import SamplingParams
+from harness.rollout import SamplingParams, token_batches
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+TOO_LONG = ("skip", "truncate")
+DEFAULT_MAX_BATCH_TOKENS = 32768
 
 
 def problem_ids_sha256(ids) -> str:
@@ -40,7 +59,7 @@ def problem_ids_sha256(ids) -> str:
 
 
 def chunk_seed(seed: int, bench: str, start: int) -> int:
-    """Sampling seed of the chunk starting at problem ``start`` (independent of resumption)."""
+    """Sampling seed of chunk number ``start`` (independent of resumption)."""
     return (seed * 1_000_003 + zlib.crc32(f"{bench}/{start}".encode())) % (2 ** 31)
 
 
@@ -49,7 +68,8 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
              limit: int | None = None, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 64, grader=None, progress: bool = True,
              problems: dict[str, list[Problem]] | None = None, resume: bool = False,
-             shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
+             shard: tuple[int, int] = (0, 1), max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+             too_long: str = "skip") -> dict[str, dict]:
     """Evaluate one model on several benchmarks.
 
     Args:
@@ -61,7 +81,9 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
         n, temperature, top_p, max_new_tokens, seed: sampling settings.
         limit: evaluate only the first ``limit`` problems of each benchmark.
         data_dir: benchmark data folder (else ``$HARNESS_DATA_DIR``, else the hub).
-        batch_size: prompts per ``engine.generate`` call (each yields n samples).
+        batch_size: most prompts per ``engine.generate`` call (each yields n samples).
+        max_batch_tokens: token budget of one call (see the module docstring).
+        too_long: ``"skip"`` or ``"truncate"`` prompts longer than the context minus max_new_tokens.
         grader: a :class:`benchmarks.grading.Grader` to reuse (else one is created and closed).
         progress: show a tqdm progress bar per benchmark.
         problems: already loaded problems per benchmark (skips loading; callers that validate first).
@@ -78,6 +100,14 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
                             max_new_tokens=max_new_tokens, seed=seed)   # validates
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise HarnessError(f"eval batch_size must be a positive integer (got {batch_size!r})")
+    if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+        raise HarnessError(f"eval max_batch_tokens must be a positive integer (got {max_batch_tokens!r})")
+    if too_long not in TOO_LONG:
+        raise HarnessError(f"eval too_long must be one of {', '.join(TOO_LONG)} (got {too_long!r})")
+    context = getattr(engine, "max_context", None) or getattr(engine, "max_model_len", None)   # hf | vllm
+    if context is not None and context <= max_new_tokens:
+        raise HarnessError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the "
+                           f"model's context ({context} tokens)")
     problems = dict(problems or {})
     for b in bench_names:  # load (and validate) everything before sampling anything
         if b not in problems:
@@ -87,17 +117,66 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
         from benchmarks.grading import Grader
         grader = Grader()
     settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
-                "seed": seed, "limit": limit, "batch_size": batch_size,
+                "seed": seed, "limit": limit, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+                "too_long": too_long, "max_prompt_tokens": context - max_new_tokens if context else None,
                 "engine": type(engine).__name__,
                 "prompt": "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"}
+    chunking = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "too_long": too_long,
+                "max_prompt_tokens": settings["max_prompt_tokens"]}
     try:
-        return {b: _evaluate_bench(model_name, engine, tokenizer, b, problems[b], Path(out_dir) / b,
-                                   params, batch_size, grader, progress, resume,
-                                   dict(settings, data=get_benchmark(b).source(data_dir)), shard)
-                for b in bench_names}
+        with _engine_budget(engine, max_batch_tokens):
+            return {b: _evaluate_bench(model_name, engine, tokenizer, b, problems[b], Path(out_dir) / b,
+                                       params, chunking, grader, progress, resume,
+                                       dict(settings, data=get_benchmark(b).source(data_dir)), shard)
+                    for b in bench_names}
     finally:
         if own_grader:
             grader.close()
+
+
+@contextlib.contextmanager
+def _engine_budget(engine, max_batch_tokens: int):
+    """Sample each chunk under the evaluation's token budget (engines with one: hf)."""
+    if not hasattr(engine, "max_batch_tokens"):
+        yield
+        return
+    before = engine.max_batch_tokens
+    engine.max_batch_tokens = max_batch_tokens
+    try:
+        yield
+    finally:
+        engine.max_batch_tokens = before
+
+
+def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt_tokens: int | None,
+                    too_long: str) -> tuple[list[Problem], list, list[int], list[str], list[str]]:
+    """Prompts of the problems that will be sampled, with the too-long policy applied.
+
+    Returns ``(kept problems, prompts, prompt lengths in tokens, skipped ids, truncated ids)``; prompts
+    are token-id lists for engines that take them (``accepts_token_ids``), else strings. Tokenizers
+    that cannot encode (test doubles) are measured in characters.
+    """
+    texts = [spec.prompt(p, tokenizer) for p in problems]
+    if callable(tokenizer):
+        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    else:
+        ids = None
+    as_ids = ids is not None and getattr(engine, "accepts_token_ids", False)
+    kept, prompts, lengths, skipped, truncated = [], [], [], [], []
+    for i, (p, text) in enumerate(zip(problems, texts)):
+        length = len(ids[i]) if ids is not None else len(text)
+        prompt = ids[i] if as_ids else text
+        if max_prompt_tokens is not None and length > max_prompt_tokens:
+            if too_long == "skip":
+                skipped.append(p.id)
+                continue
+            truncated.append(p.id)
+            cut = ids[i][-max_prompt_tokens:]
+            prompt, length = (cut if as_ids else tokenizer.decode(cut)), max_prompt_tokens
+        kept.append(p)
+        prompts.append(prompt)
+        lengths.append(length)
+    return kept, prompts, lengths, skipped, truncated
 
 
 def _load_done(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
@@ -115,13 +194,21 @@ def _load_done(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
 
 
 def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Problem], bench_dir: Path,
-                    params: SamplingParams, batch_size: int, grader, progress: bool, resume: bool,
+                    params: SamplingParams, chunking: dict, grader, progress: bool, resume: bool,
                     settings: dict, shard: tuple[int, int] = (0, 1)) -> dict:
     from tqdm.auto import tqdm
 
     rank, world = shard
     spec = get_benchmark(bench)
     n = params.n
+    problems, prompts, lengths, skipped, truncated = prepare_prompts(
+        spec, problems, tokenizer, engine, chunking["max_prompt_tokens"], chunking["too_long"])
+    if not problems:
+        raise HarnessError(f"{bench}: every prompt is longer than the {chunking['max_prompt_tokens']} tokens "
+                           "the model's context leaves beside max_new_tokens; pass eval.too_long=truncate "
+                           "or a lower max_new_tokens")
+    chunks = token_batches(lengths, params.max_new_tokens, chunking["max_batch_tokens"],
+                           max_rows=chunking["batch_size"], weight=n)
     bench_dir.mkdir(parents=True, exist_ok=True)
     merged_path = bench_dir / "samples.jsonl"
     samples_path = merged_path if world == 1 else bench_dir / f"samples.rank{rank}.jsonl"
@@ -134,45 +221,62 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
         done.update({k: v for k, v in _load_done_readonly(merged_path, n, {p.id for p in problems}).items()})
     t0 = time.time()
     bar = tqdm(total=len(problems) * n, initial=sum(len(v) for v in done.values()), desc=bench,
-               unit="sample", disable=not progress, dynamic_ncols=True)
+               unit="sample", disable=not progress, dynamic_ncols=True, mininterval=1.0)
     try:
-        for start in range(0, len(problems), batch_size):
+        for k, chunk_idx in enumerate(chunks):
             stop.check(f"during the evaluation of {bench} (finished samples are kept)")
-            if (start // batch_size) % world != rank:
+            if k % world != rank:
                 continue
-            chunk = [p for p in problems[start:start + batch_size] if p.id not in done]
-            if not chunk:
+            todo = [i for i in chunk_idx if problems[i].id not in done]
+            if not todo:
                 continue
-            prompts = [spec.prompt(p, tokenizer) for p in chunk]   # [P]
-            gens = engine.generate(prompts, params, seed=chunk_seed(params.seed, bench, start))  # [P*n]
+            chunk = [problems[i] for i in todo]
+            gens = engine.generate([prompts[i] for i in todo], params,
+                                   seed=chunk_seed(params.seed, bench, k))                 # [P*n]
             if len(gens) != len(chunk) * n:
                 raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={n}")
-            results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
-            seen: dict[int, int] = defaultdict(int)
-            records = []
-            for g, res in zip(gens, results):
-                records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
-                                "response": g.text, "extracted": res.extracted, "correct": res.correct,
-                                "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
-                seen[g.prompt_index] += 1
+            records = _grade(grader, gens, chunk, bench)
             append_jsonl(samples_path, records)
             for r in records:
                 done.setdefault(r["problem_id"], []).append(r)
             bar.update(len(records))
-            bar.set_postfix(acc=f"{_mean_correct(done):.3f}")
+            bar.set_postfix(acc=f"{_mean_correct(done):.3f}", refresh=False)
     finally:
         bar.close()
     if world > 1:
         done = _merge_shards(bench_dir, n, problems, world, rank)
         if rank != 0:
             return {}
-    metrics = summarize({p.id: done[p.id] for p in problems}, n)
     summary = {"schema_version": SCHEMA_VERSION, "bench": bench, "model": model_name, "n": n,
-               **metrics, "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
+               **summarize({p.id: done[p.id] for p in problems}, n),
+               "problem_ids_sha256": problem_ids_sha256(p.id for p in problems),
+               "skipped_too_long": {"count": len(skipped), "ids": skipped},
+               "truncated_too_long": {"count": len(truncated), "ids": truncated},
                "settings": settings, "grader": grader.describe(bench), "versions": package_versions(),
                "time_s": round(time.time() - t0, 3)}
+    _warn_too_long(bench, skipped, truncated, chunking["max_prompt_tokens"])
     atomic_write_json(bench_dir / "summary.json", summary)
     return summary
+
+
+def _warn_too_long(bench: str, skipped: list[str], truncated: list[str], limit: int | None) -> None:
+    for ids, what in ((skipped, "skipped (eval.too_long=truncate keeps them)"), (truncated, "left-truncated")):
+        if ids:
+            log.warning("%s: %d prompts longer than %d tokens (context minus max_new_tokens) %s: %s", bench,
+                        len(ids), limit, what, ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
+
+
+def _grade(grader, gens, chunk: list[Problem], bench: str) -> list[dict]:
+    """One samples.jsonl record per generation, in the engine's (prompt-major) order."""
+    results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
+    seen: dict[int, int] = defaultdict(int)
+    records = []
+    for g, res in zip(gens, results):
+        records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
+                        "response": g.text, "extracted": res.extracted, "correct": res.correct,
+                        "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
+        seen[g.prompt_index] += 1
+    return records
 
 
 def _load_done_readonly(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:

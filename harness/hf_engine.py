@@ -1,7 +1,10 @@
 """The transformers rollout engine: batched sampling with the policy's own weights.
 
-Prompts are left-padded and sampled in chunks of ``batch_size`` rows (prompt x n) by one of two
-samplers (``sampler``):
+Rows (prompt x n) are sorted by prompt length and sampled in batches formed by a token budget
+(:func:`harness.rollout.token_batches`: ``rows x (longest prompt + max_new_tokens) <= max_batch_tokens``,
+at most ``batch_size`` rows), so one call's memory is bounded by ``max_batch_tokens`` whatever the prompt
+lengths; prompts are left-padded within a batch. Prompts are strings or already tokenized id lists
+(evaluation passes left-truncated ids for ``eval.too_long=truncate``). Two samplers (``sampler``):
 
 * ``kv`` (default): :class:`harness.kv_decode.KVDecoder`, a lean KV-cache loop over the model's
   weights for Llama-family models (Llama, Mistral, Qwen2, Qwen3); it reads fused copies of the
@@ -22,19 +25,23 @@ import torch
 
 from common.errors import HarnessError
 
-from harness.rollout import ENGINES, Generation, SamplingParams, seeded
+from harness.rollout import ENGINES, Generation, SamplingParams, seeded, token_batches
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("kv", "generate")
+DEFAULT_MAX_BATCH_TOKENS = 32768
 
 
 class HFEngine:
+    accepts_token_ids = True   # generate() takes token-id lists as prompts too
+
     def __init__(self, model, tokenizer, *, batch_size: int = 256, static_cache: bool = False,
-                 sampler: str = "kv", **_ignored) -> None:
+                 sampler: str = "kv", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, **_ignored) -> None:
         if sampler not in SAMPLERS:
             raise HarnessError(f"unknown hf sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.static_cache = static_cache
         self.sampler = sampler
         self.decoder = None
@@ -59,20 +66,29 @@ class HFEngine:
             self.decoder = None
             log.warning("hf engine: the kv sampler does not cover %s; using model.generate", reason)
 
+    @property
+    def max_context(self) -> int | None:
+        """Longest prompt + response the model takes (``max_position_embeddings``), if it says."""
+        return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
+    def generate(self, prompts: Sequence[str | list[int]], params: SamplingParams, seed: int | None = None
                  ) -> list[Generation]:
         tok = self.tokenizer
         eos = tok.eos_token_id
-        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        prompt_ids = [list(p) if not isinstance(p, str) else tok(p, add_special_tokens=False)["input_ids"]
+                      for p in prompts]
         rows = [(i, ids) for i, ids in enumerate(prompt_ids) for _ in range(params.n)]
+        batches = token_batches([len(ids) for _, ids in rows], params.max_new_tokens, self.max_batch_tokens,
+                                max_rows=self.batch_size)
         was_training = self.model.training
         self.model.eval()
-        out: list[Generation] = []
+        by_row: dict[int, Generation] = {}
         base_seed = params.seed if seed is None else seed
+        start = 0
         try:
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
+            for batch in batches:
+                chunk = [rows[r] for r in batch]
                 with seeded(base_seed * 1_000_003 + start):
                     if self.decoder is not None:
                         seqs = self.decoder.sample(
@@ -90,11 +106,12 @@ class HFEngine:
                     resps.append(resp)
                     reasons.append(reason)
                 texts = tok.batch_decode(resps, skip_special_tokens=True)
-                out += [Generation(pi, ids, resp, text, reason)
-                        for (pi, ids), resp, text, reason in zip(chunk, resps, texts, reasons)]
+                for r, (pi, ids), resp, text, reason in zip(batch, chunk, resps, texts, reasons):
+                    by_row[r] = Generation(pi, ids, resp, text, reason)
+                start += len(batch)
         finally:
             self.model.train(was_training)
-        return out
+        return [by_row[r] for r in range(len(rows))]   # prompt-major, as the rows came
 
     def _generate(self, chunk, params: SamplingParams) -> torch.Tensor:
         """``model.generate`` on left-padded rows; returns the new tokens [rows, T]."""

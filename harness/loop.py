@@ -204,8 +204,8 @@ class RLModule(L.LightningModule):
                    "skipped_updates": self.skipped_updates, **stats,
                    "entropy_share": entropy_share(stats, cfg.algo),
                    **(self.algo.diagnostics(rollout, cfg.algo) if self.algo.diagnostics else {})}
-        self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"]}, prog_bar=True,
-                      on_step=True, batch_size=len(gens))
+        self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"], "tok/s": metrics["tokens_per_s"]},
+                      prog_bar=True, on_step=True, batch_size=len(gens))
         if self.metrics is not None:
             self.metrics(metrics)
         self._end_of_step()

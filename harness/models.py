@@ -212,12 +212,20 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
         if not (local / "config.json").exists():
             raise HarnessError(f"model path {name_or_path!r} has no config.json: not a transformers model")
         path = str(local)
+    hub = {}
+    if name_or_path != TINY and not local.is_dir():   # a hub id: without a network, the local cache only
+        from benchmarks.loader import hub_endpoint, hub_reachable
+        if not hub_reachable():
+            hub = {"local_files_only": True}
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError) as err:
+        if hub:
+            raise HarnessError(f"cannot load model {name_or_path!r}: no network ({hub_endpoint()} unreachable) "
+                               "and not in the local hub cache; pass a local model directory") from None
         raise HarnessError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError, TypeError) as err:
         raise HarnessError(f"cannot load a tokenizer for model {name_or_path!r}: "
                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
@@ -229,7 +237,7 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation)
+            attn_implementation=attn_implementation, **hub)
     except (OSError, ValueError) as err:
         raise HarnessError(f"cannot load the weights of model {name_or_path!r}: "
                            f"{str(err).splitlines()[0]}") from None

@@ -5,6 +5,10 @@ An engine takes a list of prompt strings and returns ``n`` :class:`Generation` r
 ``ENGINES`` by their modules (:mod:`harness.hf_engine`, :mod:`harness.vllm_engine`) and built with
 :func:`harness.engines.build_engine`, the only module that imports them. After each optimizer step the training loop calls
 ``engine.sync_weights(model)`` so the next rollout samples from the updated policy.
+
+Batches are formed by a token budget (:func:`token_batches`): rows sorted by prompt length, each batch
+holding as many rows as fit ``rows x (longest prompt + max_new_tokens) <= max_batch_tokens``, so the
+key/value memory of one generation call is bounded by the setting whatever the prompt lengths.
 """
 
 from __future__ import annotations
@@ -61,6 +65,33 @@ class RolloutEngine(Protocol):
 
 
 ENGINES: Registry = Registry("rollout engine")
+
+
+def token_batches(lengths: Sequence[int], max_new_tokens: int, max_batch_tokens: int,
+                  max_rows: int | None = None, weight: int = 1) -> list[list[int]]:
+    """Group item indices into batches bounded by a token budget.
+
+    Items are taken in order of increasing length (stable: ties keep their order); an item stands for
+    ``weight`` rows of ``length + max_new_tokens`` tokens (a prompt and its n samples), and a batch grows
+    while ``rows x (its longest prompt + max_new_tokens) <= max_batch_tokens`` and it has at most
+    ``max_rows`` items. An item over the budget on its own forms a batch by itself (the engine then
+    splits its rows further). Returns the batches, each a list of indices into ``lengths``.
+    """
+    if max_batch_tokens < 1:
+        raise HarnessError(f"max_batch_tokens must be >= 1 (got {max_batch_tokens})")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        width = lengths[i] + max_new_tokens           # the longest so far: lengths ascend
+        if cur and ((len(cur) + 1) * weight * width > max_batch_tokens
+                    or (max_rows is not None and len(cur) >= max_rows)):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from common.rank import shard
 from harness import stop
 from harness.config import RunConfig
 from harness.prepare import Prepared, make_trainer, prepare
+from harness.progress import training_bar
 from harness.results import append_jsonl, atomic_write_json
 
 
@@ -100,7 +101,8 @@ def fit(run: Prepared, grader, metrics) -> tuple:
         return engine, run.rank == 0
     module = RLModule(cfg, run.policy, run.ref, run.tokenizer, engine, run.source, Reward(grader),
                       metrics=metrics, run_dir=run.run_dir, start=run.start, resume_from=run.last)
-    trainer = make_trainer(cfg, steps=cfg.train.steps - run.start, callbacks=[BaseEvaluation(run, grader)])
+    bars = training_bar(cfg.log.progress)  # RL steps, reward, KL, tok/s (harness/progress.py)
+    trainer = make_trainer(cfg, steps=cfg.train.steps - run.start, callbacks=[BaseEvaluation(run, grader), *bars])
     trainer.fit(module)
     if module.stopped_by is not None:
         raise stop.Interrupted(module.stopped_by, f"stopped by {signal.Signals(module.stopped_by).name} after RL "
@@ -156,7 +158,8 @@ class MetricsLog:
 def _eval_kwargs(cfg: RunConfig) -> dict:
     e = cfg.eval
     return dict(n=e.n, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens
-                or cfg.rollout.max_new_tokens, limit=e.limit or None, seed=cfg.seed, batch_size=e.batch_size)
+                or cfg.rollout.max_new_tokens, limit=e.limit or None, seed=cfg.seed, batch_size=e.batch_size,
+                max_batch_tokens=e.max_batch_tokens, too_long=e.too_long)
 
 
 def _evaluate(run: Prepared, engine, benches, out_dir: Path, grader) -> None:

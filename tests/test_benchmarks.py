@@ -25,7 +25,10 @@ COUNTS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 3
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
+    import benchmarks.loader as loader
     monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.setattr(loader, "default_data_dirs", lambda: [])   # no ../shared/benchmarks fallback
+    monkeypatch.setattr(loader, "hub_reachable", lambda: True)     # the hub tests mock load_dataset
 
 
 # --------------------------------------------------------------------------- registry
@@ -245,3 +248,56 @@ def test_hub_rows_are_validated(monkeypatch):
 def test_bad_limit(limit):
     with pytest.raises(HarnessError, match="limit"):
         get_benchmark("arith").load(limit=limit)
+
+
+# --------------------------------------------------------------------------- defaults and offline hub (issue 11.5)
+
+def test_shared_benchmarks_folder_is_the_default(monkeypatch, tmp_path):
+    import benchmarks.loader as loader
+    folder = tmp_path / "shared" / "benchmarks"
+    monkeypatch.setattr(loader, "default_data_dirs", lambda: [tmp_path / "missing", folder])
+    assert loader.resolve_data_dir(None) is None            # neither exists: the hub
+    folder.mkdir(parents=True)
+    assert loader.resolve_data_dir(None) == folder
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))             # the environment variable comes first
+    assert loader.resolve_data_dir(None) == tmp_path
+    monkeypatch.undo()
+    root = Path(loader.__file__).resolve().parents[1]
+    assert loader.default_data_dirs() == [root.parent / "shared" / "benchmarks",
+                                          Path.cwd().parent / "shared" / "benchmarks"]
+
+
+def test_no_network_fails_in_one_line_without_calling_the_hub(monkeypatch):
+    import datasets
+
+    import benchmarks.loader as loader
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(loader, "hub_reachable", lambda: False)
+    with pytest.raises(HarnessError) as err:
+        get_benchmark("math500").load()
+    msg = str(err.value)
+    assert not calls and "no network" in msg and "HF_HUB_OFFLINE" in msg and "--data-dir" in msg
+    assert "\n" not in msg
+
+
+_REAL_HUB_REACHABLE = __import__("benchmarks.loader").loader.hub_reachable   # before the autouse patch
+
+
+def test_hub_reachable_times_out_and_respects_offline_mode(monkeypatch):
+    import socket
+    import time
+
+    hub_reachable = _REAL_HUB_REACHABLE
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")      # no such host
+    assert hub_reachable(timeout=0.5) is False
+    with socket.socket() as server:                              # accepts, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        t = time.time()
+        assert hub_reachable(timeout=0.5) is False and time.time() - t < 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")                     # datasets reads its cache: no probe
+    assert hub_reachable(timeout=0.5) is True

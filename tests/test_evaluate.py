@@ -21,7 +21,8 @@ from harness.rollout import Generation
 
 SAMPLE_KEYS = {"problem_id", "sample_index", "response", "extracted", "correct", "num_tokens", "finish_reason"}
 SUMMARY_KEYS = {"schema_version", "bench", "model", "n", "num_problems", "num_samples", "avg@n", "pass@k",
-                "maj@n", "problem_ids_sha256", "settings", "grader", "versions", "time_s"}
+                "maj@n", "problem_ids_sha256", "skipped_too_long", "truncated_too_long", "settings", "grader",
+                "versions", "time_s"}
 
 
 class ScriptedEngine:

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from common.errors import HarnessError
+from harness.progress import add_verbosity_flags
 
 # named flags -> config keys (everything else: --section.key VALUE or section.key=VALUE)
 FLAGS = {
@@ -39,6 +40,7 @@ def add_common_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with config sections (applied before flags)")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    add_verbosity_flags(p)
 
 
 def add_parser(sub) -> None:
@@ -86,6 +88,8 @@ def config_from_args(args: argparse.Namespace):
             overrides.append(f"{key}={value}" if value != "" else f"{key}=''")
     if args.wandb:
         overrides.append("log.wandb=true")
+    if getattr(args, "quiet", False):
+        overrides.append("log.progress=false")
     overrides += parse_overrides(args.overrides_raw)
     if getattr(args, "resume", False):  # the run's own config.yaml is the base: `run --resume --name X` suffices
         yaml_data = _merge(saved_config(yaml_data, overrides), yaml_data)

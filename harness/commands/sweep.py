@@ -66,6 +66,8 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
            if flag not in ("name", "seed") and getattr(args, flag, None) is not None]
     if args.wandb:
         out.append("log.wandb=true")
+    if getattr(args, "quiet", False):   # --quiet: no progress bars in any run
+        out.append("log.progress=false")
     return out + parse_overrides(args.overrides_raw)
 
 

@@ -1,0 +1,66 @@
+"""Console output of ``run`` and ``eval``: default, ``--quiet``, ``--verbose`` (issue 11.5).
+
+    .venv/bin/python -m pytest tests/test_output.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["run", "--algo", "prl", "--bench", "arith", "--steps", "2", "--eval.limit", "4", "--eval.n", "2",
+       "--train.save_every", "1"]   # a checkpoint per step: no "Writing model shards" bar for any
+
+
+def _harness(args: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("HARNESS_LOG", None)
+    proc = subprocess.run([sys.executable, "-m", "harness", *args, "--results-dir", str(cwd / "results")],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (proc.stdout + proc.stderr).replace("\r", "\n")
+
+
+@pytest.mark.slow
+def test_run_output_default_quiet_verbose(tmp_path, tiny_path):
+    out = _harness([*RUN, "--name", "default"], tmp_path)
+    assert "train (RL steps)" in out and "2/2" in out and "reward=" in out and "tok/s=" in out
+    assert "Epoch 0" not in out and "Writing model shards" not in out
+    assert "GPU available" not in out and "LeafSpec" not in out and "in eval mode" not in out
+    assert "arith: 100%" in out                                        # the evaluation bars
+
+    quiet = _harness([*RUN, "--name", "quiet", "--quiet"], tmp_path)
+    assert "%|" not in quiet and "run finished" in quiet               # no bars at all
+
+    verbose = _harness([*RUN, "--name", "verbose", "--verbose"], tmp_path)
+    lines = [ln for ln in verbose.splitlines() if "GPU available" in ln]
+    assert len(lines) == 1, lines                                       # once, not twice
+    assert lines[0].startswith("INFO lightning.pytorch")
+
+
+@pytest.mark.slow
+def test_eval_quiet_has_results_and_no_bars(tmp_path, tiny_path):
+    out = _harness(["eval", "--model", "tiny", "--bench", "arith", "--limit", "4", "--n", "2", "--quiet"],
+                   tmp_path)
+    assert "%|" not in out and "arith" in out and "avg@2" in out and "results:" in out
+
+
+def test_model_hub_id_without_network_fails_in_one_line(monkeypatch):
+    import time
+
+    import benchmarks.loader as loader
+    from harness.errors import HarnessError
+    from harness.models import load_model
+
+    monkeypatch.setattr(loader, "hub_reachable", lambda: False)
+    t = time.time()
+    with pytest.raises(HarnessError) as err:
+        load_model("no-such-org/no-such-model-11")
+    msg = str(err.value)
+    assert "no network" in msg and "no-such-org/no-such-model-11" in msg and "\n" not in msg
+    assert time.time() - t < 20                  # the local cache only: no retries with back-off
