@@ -52,7 +52,7 @@ def run_report(run_dir: str | Path) -> str:
         k = max(1, min(10, len(rewards) // 2))  # the first and last k steps do not overlap
         lines.append(f"training reward: {sum(rewards[:k]) / k:.3f} (first {k} steps) -> "
                      f"{sum(rewards[-k:]) / k:.3f} (last {k} steps), {len(rewards)} steps")
-    lines.append(f"files: {run_dir}/")
+    lines.append(f"run finished: {run_dir}/")
     for rel in ("config.yaml", "run.json", "train/metrics.jsonl", "eval_base/<bench>/summary.json",
                 "eval/<bench>/summary.json", "checkpoint/final/"):
         probe = run_dir / rel.replace("<bench>", benches[0] if benches else "")

@@ -53,7 +53,7 @@ def test_base_evaluation_is_shared_between_runs(tmp_path, tiny_path, monkeypatch
     assert f"{base['pass@k']['2']:.3f} -> {summary['pass@k']['2']:.3f}" in out
     reward = _metrics(dirs["c"])[0]["reward_mean"]
     assert f"training reward: {reward:.3f} (first 1 steps) -> {reward:.3f} (last 1 steps), 1 steps" in out
-    assert f"files: {dirs['c']}/" in out and "  train/metrics.jsonl" in out
+    assert f"run finished: {dirs['c']}/" in out and "  train/metrics.jsonl" in out
 
 
 @pytest.mark.slow
