@@ -2,7 +2,7 @@
 
 Pure functions over per-problem score arrays (problems are the unit of resampling: each problem is treated as a draw
 from a super-population of problems, Miller 2024 "Adding Error Bars to Evals", arXiv 2411.00640). The formulas are
-those of ``/work/shared/notes/METRICS.md`` section 3:
+those of ``../shared/notes/METRICS.md`` section 3:
 
 - :func:`paired_bootstrap`: percentile CI of the mean (or median) per-problem difference, ``scipy.stats.bootstrap``
   with ``paired=True``; two-sided p-value from the same bootstrap distribution (METRICS 3(b)).

@@ -1,4 +1,4 @@
-"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync (issue 5).
+"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync.
 
 vLLM runs inside the trainer's process, as TRL's ``vllm_mode="colocate"`` does: with
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` the engine core, its uniproc executor and the worker live in

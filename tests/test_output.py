@@ -54,7 +54,7 @@ def test_model_hub_id_without_network_fails_in_one_line(monkeypatch):
     import time
 
     import benchmarks.loader as loader
-    from harness.errors import HarnessError
+    from common.errors import HarnessError
     from harness.models import load_model
 
     monkeypatch.setattr(loader, "hub_reachable", lambda: False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.sweep import MANIFEST, parse_grid, plan_sweep, run_sweep
 from harness.sweep.job import SweepJob
 from harness.sweep.launchers import parse_extra, parse_slurm_time
