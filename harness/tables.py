@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from benchmarks import ALL as PAPER_BENCHES
 from common.errors import HarnessError
 from harness.runs import BASE, Eval, Run, expand_dirs, load_run, load_runs, sort_key  # noqa: F401 (re-exported)
-from harness.stats import combine_seeds, holm, mean_std, paired_arrays, paired_bootstrap, per_problem_scores
+from harness.scores import combine_seeds, mean_std, paired_arrays, per_problem_scores
+from harness.stats import holm, paired_bootstrap
 
 AVG3 = "3-bench avg"
 

@@ -15,10 +15,8 @@ from scipy import stats as sps
 
 from common.errors import HarnessError
 from harness.metrics import pass_at_k
-from harness.stats import (
-    combine_seeds, holm, mcnemar, mean_std, paired_arrays, paired_bootstrap, per_problem_scores,
-    permutation_test,
-)
+from harness.scores import combine_seeds, mean_std, paired_arrays, per_problem_scores
+from harness.stats import holm, mcnemar, paired_bootstrap, permutation_test
 
 # ---------------------------------------------------------------------------------------------------------- McNemar
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from common.errors import HarnessError
 from harness.plots.common import BASE_STYLE, bootstrap_ci, legend, panels, save, styles, write_csv
-from harness.stats import combine_seeds, per_problem_scores
+from harness.scores import combine_seeds, per_problem_scores
 from harness.tables import BASE, metric_value, sort_key, table_benches
 
 
