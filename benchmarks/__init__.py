@@ -1,12 +1,12 @@
 """Benchmark registry: MATH500, Minerva Math, OlympiadBench (PRL's ``--bench all``), AIME24, AMC23,
-GSM8K and the built-in synthetic ``arith``, each a :class:`BenchmarkSpec` registered by name.
+GSM8K and the built-in synthetic ``arith`` (tiny model) and ``arith_word`` (real models), each a :class:`BenchmarkSpec` registered by name.
 
     python -c "from benchmarks import resolve_benchmarks; print(resolve_benchmarks('all'))"
 """
 
 from __future__ import annotations
 
-from benchmarks.arith_spec import ARITH
+from benchmarks.arith_spec import ARITH, ARITH_WORD
 from benchmarks.paper import PAPER_BENCHMARKS
 from benchmarks.registry import BENCHMARKS
 from benchmarks.spec import BenchmarkSpec, Problem, paper_prompt
@@ -15,7 +15,7 @@ from common.errors import HarnessError
 __all__ = ["BENCHMARKS", "BenchmarkSpec", "Problem", "get_benchmark", "paper_prompt",
            "resolve_benchmarks", "ALL"]
 
-for _spec in (*PAPER_BENCHMARKS, ARITH):
+for _spec in (*PAPER_BENCHMARKS, ARITH, ARITH_WORD):
     BENCHMARKS.register(_spec.name, _spec)
 
 ALL = ("math500", "minerva_math", "olympiadbench")  # what --bench all means (PRL's three sets)

@@ -41,7 +41,7 @@ class ModelConfig:
 class DataConfig:
     bench: str = "arith"                # evaluation benchmarks: a name, a comma list, or 'all'
     data_dir: Optional[str] = None      # folder with <bench>/test.jsonl (else $HARNESS_DATA_DIR, else the hub)
-    train_data: Optional[str] = None    # RL prompts: None = the arith stream; or a hub id / .jsonl / .parquet
+    train_data: Optional[str] = None    # RL prompts: None/arith, arith_word, or a hub id / .jsonl / .parquet
     train_split: str = "train"          # split of a hub training set
     problem_field: str = "problem"      # field of the problem text in train_data
     answer_field: str = "answer"        # field of the gold answer in train_data

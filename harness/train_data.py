@@ -8,7 +8,7 @@ shard of the step's global batch.
 Every :class:`TrainProblem` names the benchmark (``bench``) whose prompt and grader it uses: the same
 :class:`benchmarks.BenchmarkSpec` prompt and :class:`benchmarks.grading.Grader` options evaluation uses.
 The sources are registry entries (``TRAIN_SOURCES``): ``arith`` (the built-in stream, graded as
-``arith``) and ``file`` (a local file or hub dataset of math problems, graded as ``math500``). Adding a
+``arith``), ``arith_word`` (its story-problem form for real instruct models) and ``file`` (a local file or hub dataset of math problems, graded as ``math500``). Adding a
 training set is one class here or in a new module, registered under its name.
 
     python -c "from harness.train_data import ArithSource; print(ArithSource(0, 2).batch(0))"
@@ -72,6 +72,29 @@ class ArithSource:
                 p = make_problem(expr)
                 out.append(TrainProblem(f"arith-train-{step}-{len(out)}", p.problem, p.answer, "arith"))
         return out[rank * self.per_rank:(rank + 1) * self.per_rank]
+
+
+@TRAIN_SOURCES.register("arith_word")
+class ArithWordSource:
+    """The story problems of :mod:`benchmarks.arith_word` (a real instruct model's task), graded as ``arith_word``.
+
+    Like :class:`ArithSource`: step ``s`` draws its global batch from ``Random("arith_word-train-{seed}-{s}")``
+    and rank ``r`` takes its slice; test-side problems are rejected, so none of the fixed test split is trained on.
+    """
+
+    def __init__(self, seed: int, per_rank: int) -> None:
+        self.seed, self.per_rank = seed, per_rank
+
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
+        from benchmarks.arith_word import train_problems
+
+        drawn = train_problems(f"arith_word-train-{self.seed}-{step}", self.per_rank * world)
+        out = [TrainProblem(f"arith_word-train-{step}-{i}", p.problem, p.answer, "arith_word")
+               for i, p in enumerate(drawn)]
+        return out[rank * self.per_rank:(rank + 1) * self.per_rank]
+
+
+BUILTIN_SOURCES = ("arith", "arith_word")  # names data.train_data accepts besides a file or hub id
 
 
 @TRAIN_SOURCES.register("file")
@@ -162,8 +185,11 @@ def _check_jsonl(path: Path) -> None:
 
 
 def build_source(data_cfg, seed: int, per_rank: int):
-    """The run's training source: ``arith`` without ``data.train_data``, else ``file``."""
-    if data_cfg.train_data is None:
+    """The run's training source: ``arith`` without ``data.train_data``, a built-in source by name
+    (``arith``, ``arith_word``), else ``file`` (a local file or hub dataset)."""
+    if data_cfg.train_data in (None, "arith"):
         return TRAIN_SOURCES.get("arith")(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
+    if data_cfg.train_data == "arith_word":
+        return TRAIN_SOURCES.get("arith_word")(seed, per_rank)
     return TRAIN_SOURCES.get("file")(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
                                      problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)

@@ -35,7 +35,7 @@ def _no_env(monkeypatch):
 
 def test_registration_order_and_all():
     assert BENCHMARKS.names() == ("math500", "minerva_math", "olympiadbench", "aime24", "amc23",
-                                  "gsm8k", "arith")
+                                  "gsm8k", "arith", "arith_word")
     assert resolve_benchmarks("all") == ("math500", "minerva_math", "olympiadbench")
     assert resolve_benchmarks("gsm8k, math500,gsm8k") == ("gsm8k", "math500")
     assert resolve_benchmarks("arith,all") == ("arith", "math500", "minerva_math", "olympiadbench")
