@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--rollout.prompts_per_step", "4", "--rollout.n", "4", "--rollout.max_new_tokens", "24",
          "--eval.limit", "8", "--eval.n", "2", "--log.progress", "false"]
 TRAIN = ["run", "--algo", "grpo", "--steps", "6", "--seed", "3", "--train.save_every", "1", *SMALL]
+STEPS_SIGTERM = 12
 TIMING = {"time_generate_s", "time_score_s", "time_update_s", "tokens_per_s"}
 
 
@@ -94,6 +95,20 @@ def _samples(run_dir: Path, stage: str) -> list[tuple]:
     keys = [(r["problem_id"], r["sample_index"]) for r in rows]
     assert len(keys) == len(set(keys)), "a (problem, sample) appears twice"
     return sorted((r["problem_id"], r["sample_index"], r["response"], r["correct"]) for r in rows)
+
+
+def _both_then_same_samples(results: Path, uninterrupted, interrupted) -> tuple[Path, Path]:
+    """Run the two jobs side by side; the interrupted run "ev" then has the reference "ref"'s 160 x 2 samples in
+    both evaluations and its 2 training steps."""
+    with ThreadPoolExecutor(2) as pool:
+        for job in [pool.submit(uninterrupted), pool.submit(interrupted)]:
+            job.result()
+    run, ref = results / "ev", results / "ref"
+    for stage in ("eval_base", "eval"):
+        got = _samples(run, stage)
+        assert len(got) == 160 * 2 and got == _samples(ref, stage), stage
+    assert [m["step"] for m in _metrics(run)] == [1, 2]
+    return run, ref
 
 
 def _params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -175,14 +190,7 @@ def test_sigkill_during_evaluation_then_resume(tmp_path, tiny_path):
         proc = _cli(["run", "--resume", "--name", "ev"], results)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
-    with ThreadPoolExecutor(2) as pool:
-        for job in [pool.submit(uninterrupted), pool.submit(interrupted)]:
-            job.result()
-    run, ref = results / "ev", results / "ref"
-    for stage in ("eval_base", "eval"):
-        got = _samples(run, stage)
-        assert len(got) == 160 * 2 and got == _samples(ref, stage), stage
-    assert [m["step"] for m in _metrics(run)] == [1, 2]
+    run, ref = _both_then_same_samples(results, uninterrupted, interrupted)
     assert [len(r) for r in (json.loads((run / "run.json").read_text())["resumes"],)] == [2]
     assert json.loads((run / "run.json").read_text())["resumes"][1]["from_step"] == 2   # no retraining
 
@@ -194,7 +202,9 @@ def test_sigterm_during_training_stops_cleanly_and_resumes_to_the_same_result(tm
     """SIGTERM (and once SIGINT) mid-training: exit 143/130 after the current step, checkpoint/last at that step
     even with save_every=0, every logged step kept; ``--resume`` ends exactly like the uninterrupted run."""
     results = tmp_path / "results"
-    args = [*TRAIN, "--train.save_every", "0"]   # no periodic checkpoints: the stop itself must write one
+    # no periodic checkpoints: the stop itself must write one. 12 steps, not 6: a tiny step can take under 50 ms,
+    # so a signal sent 0.05 s after step 4 may land in step 6; it must still land before the last step.
+    args = [*TRAIN, "--train.save_every", "0", "--steps", str(STEPS_SIGTERM)]
     points = [(2, 0.0, signal.SIGTERM), (4, 0.05, signal.SIGTERM), (3, 0.02, signal.SIGINT)]
 
     def uninterrupted():
@@ -211,7 +221,7 @@ def test_sigterm_during_training_stops_cleanly_and_resumes_to_the_same_result(tm
         run_dir = results / name
         assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
         state = json.loads((run_dir / "checkpoint" / "last" / "state.json").read_text())
-        assert sent <= after == state["step"] < 6, (sent, after, state)   # no finished step lost, none extra
+        assert sent <= after == state["step"] < STEPS_SIGTERM, (sent, after, state)   # no finished step lost, none extra
         assert not (run_dir / "checkpoint" / "final").exists() and not (run_dir / "eval").exists()
         proc = _cli(["run", "--resume", "--name", name], results)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -250,14 +260,8 @@ def test_sigterm_during_evaluation_keeps_finished_samples_and_resumes(tmp_path, 
         proc = _cli(["run", "--resume", "--name", "ev"], results)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
-    with ThreadPoolExecutor(2) as pool:
-        for job in [pool.submit(uninterrupted), pool.submit(interrupted)]:
-            job.result()
-    run, ref = results / "ev", results / "ref"
-    for stage in ("eval_base", "eval"):
-        got = _samples(run, stage)
-        assert len(got) == 160 * 2 and got == _samples(ref, stage), stage
-    assert [m["step"] for m in _metrics(run)] == [1, 2] and _metrics(run) == _metrics(ref)
+    run, ref = _both_then_same_samples(results, uninterrupted, interrupted)
+    assert _metrics(run) == _metrics(ref)
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 

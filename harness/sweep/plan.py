@@ -169,10 +169,34 @@ def plan_sweep(grid: dict[str, list[str]], seeds: list[int], base_overrides: lis
         HarnessError: an invalid grid key or value, a key both swept and set in the base overrides, a reserved key,
             two runs with the same name, or an invalid sweep name.
     """
-    from harness.config import build_config
-
     yaml_data = dict(yaml_data or {})
     base = list(base_overrides)
+    _check_base(base, grid, seeds)
+    builder = _Builder(yaml_data, bool(grid))
+    # first pass: validate every setting, learn its algorithm, the results root and the typed values
+    first = []
+    for combo in [dict(zip(grid, values)) for values in itertools.product(*grid.values())]:
+        setting = [f"{k}={v}" for k, v in combo.items()]
+        first.append((combo, setting, builder(base + setting + [f"seed={seeds[0]}"],
+                                              "sweep setting " + (" ".join(setting) or "(none)"))))
+    name = validate_run_name(name or default_sweep_name([c.algo.name for _, _, c in first], grid))
+    sweep_dir = Path(first[0][2].results_dir) / name
+    checked: set = set()
+    for _, setting, cfg0 in first:
+        try:
+            check_inputs(cfg0, checked)
+        except HarnessError as err:
+            raise HarnessError(f"sweep setting {' '.join(setting)}: {err}" if grid else str(err)) from None
+    plan = SweepPlan(name, sweep_dir, yaml_data, [o for o in base if _key_of(o) != "results_dir"], grid, seeds)
+    defaults = ["log.progress=false"] if "progress" not in (yaml_data.get("log") or {}) else []
+    if first[0][2].log.wandb_group is None:
+        defaults.append(f"log.wandb_group={name}")
+    plan.runs.extend(_planned_runs(first, seeds, [k for k in grid if k != "algo.name"], defaults + base, sweep_dir,
+                                   builder))
+    return plan
+
+
+def _check_base(base: list[str], grid: dict, seeds: list[int]) -> None:
     if not seeds:
         raise HarnessError("a sweep needs at least one seed (--seeds 0,1,2)")
     for o in base:
@@ -180,36 +204,28 @@ def plan_sweep(grid: dict[str, list[str]], seeds: list[int], base_overrides: lis
             raise HarnessError(f"a sweep sets {_key_of(o)!r} itself ({RESERVED[_key_of(o)]}); drop {o!r}")
         if _key_of(o) in grid:
             raise HarnessError(f"{_key_of(o)} is both set ({o!r}, e.g. by --algo) and swept (--grid); keep only one")
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    keys = [k for k in grid if k != "algo.name"]
+
+
+class _Builder:
+    """``build_config`` with the sweep's YAML; an error names the setting or run it came from."""
+
+    def __init__(self, yaml_data: dict, has_grid: bool) -> None:
+        self.yaml_data, self.has_grid = yaml_data, has_grid
+
+    def __call__(self, overrides: list[str], what: str):
+        from harness.config import build_config
+        try:
+            return build_config(self.yaml_data, overrides)
+        except HarnessError as err:
+            raise HarnessError(f"{what}: {err}" if self.has_grid else str(err)) from None
+
+
+def _planned_runs(first: list, seeds: list[int], keys: list[str], common: list[str], sweep_dir: Path,
+                  build: _Builder) -> list[PlannedRun]:
+    """One run per (seed, setting), seeds the outer loop; two runs may not share a name."""
     short = _short_keys(keys)
-
-    def build(overrides: list[str], what: str):
-        try:
-            return build_config(yaml_data, overrides)
-        except HarnessError as err:
-            raise HarnessError(f"{what}: {err}" if grid else str(err)) from None
-
-    checked: set = set()
-    # first pass: validate every setting, learn its algorithm, the results root and the typed values
-    first = []
-    for combo in combos:
-        setting = [f"{k}={v}" for k, v in combo.items()]
-        first.append((combo, setting, build(base + setting + [f"seed={seeds[0]}"], "sweep setting "
-                                            + (" ".join(setting) or "(none)"))))
-    root = Path(first[0][2].results_dir)
-    name = validate_run_name(name or default_sweep_name([c.algo.name for _, _, c in first], grid))
-    sweep_dir = root / name
-    defaults = ["log.progress=false"] if "progress" not in (yaml_data.get("log") or {}) else []
-    if first[0][2].log.wandb_group is None:
-        defaults.append(f"log.wandb_group={name}")
-    plan = SweepPlan(name, sweep_dir, yaml_data, [o for o in base if _key_of(o) != "results_dir"], grid, seeds)
-    for _, setting, cfg0 in first:
-        try:
-            check_inputs(cfg0, checked)
-        except HarnessError as err:
-            raise HarnessError(f"sweep setting {' '.join(setting)}: {err}" if grid else str(err)) from None
     seen: dict[str, str] = {}
+    runs = []
     for seed in seeds:
         for combo, setting, cfg0 in first:
             algo = cfg0.algo.name
@@ -220,8 +236,7 @@ def plan_sweep(grid: dict[str, list[str]], seeds: list[int], base_overrides: lis
                 raise HarnessError(f"sweep settings {seen[rname]!r} and {label!r} (seed {seed}) give the same run "
                                    f"name {rname!r}")
             seen[rname] = label
-            overrides = defaults + base + setting + [f"seed={seed}", f"name={rname}",
-                                                     f"results_dir={sweep_dir / 'runs'}"]
+            overrides = common + setting + [f"seed={seed}", f"name={rname}", f"results_dir={sweep_dir / 'runs'}"]
             cfg = build(overrides, f"sweep run {rname}")
-            plan.runs.append(PlannedRun(rname, label, seed, {k: _get(cfg, k) for k in keys}, overrides, algo))
-    return plan
+            runs.append(PlannedRun(rname, label, seed, {k: _get(cfg, k) for k in keys}, overrides, algo))
+    return runs
