@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 FILES = ("samples.jsonl", "summary.json")
+SAMPLES_FORMAT = 2  # bump when samples.jsonl rows change (2: prompt and gold added), so no stale copy is reused
 
 
 def cache_root() -> Path:
@@ -52,7 +53,7 @@ def data_digest(source: str) -> str:
 
 def cache_key(*, model: str, digest: str, bench: str, settings: dict, grader: dict, data: str) -> str:
     blob = json.dumps({"model": model, "digest": digest, "bench": bench, "settings": settings,
-                       "grader": grader, "data": data}, sort_keys=True, default=str)
+                       "grader": grader, "data": data, "format": SAMPLES_FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

@@ -149,12 +149,13 @@ def _engine_budget(engine, max_batch_tokens: int):
 
 
 def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt_tokens: int | None,
-                    too_long: str) -> tuple[list[Problem], list, list[int], list[str], list[str]]:
+                    too_long: str) -> tuple[list[Problem], list, list[int], list[str], list[str], list[str]]:
     """Prompts of the problems that will be sampled, with the too-long policy applied.
 
-    Returns ``(kept problems, prompts, prompt lengths in tokens, skipped ids, truncated ids)``; prompts
-    are token-id lists for engines that take them (``accepts_token_ids``), else strings. Tokenizers
-    that cannot encode (test doubles) are measured in characters.
+    Returns ``(kept problems, prompts, prompt lengths in tokens, skipped ids, truncated ids, prompt texts)``;
+    prompts are token-id lists for engines that take them (``accepts_token_ids``), else strings, and the
+    texts are the prompts as sent (a truncated prompt's kept tokens, decoded). Tokenizers that cannot
+    encode (test doubles) are measured in characters.
     """
     texts = [spec.prompt(p, tokenizer) for p in problems]
     if callable(tokenizer):
@@ -162,7 +163,7 @@ def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt
     else:
         ids = None
     as_ids = ids is not None and getattr(engine, "accepts_token_ids", False)
-    kept, prompts, lengths, skipped, truncated = [], [], [], [], []
+    kept, prompts, lengths, skipped, truncated, sent = [], [], [], [], [], []
     for i, (p, text) in enumerate(zip(problems, texts)):
         length = len(ids[i]) if ids is not None else len(text)
         prompt = ids[i] if as_ids else text
@@ -172,11 +173,13 @@ def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt
                 continue
             truncated.append(p.id)
             cut = ids[i][-max_prompt_tokens:]
-            prompt, length = (cut if as_ids else tokenizer.decode(cut)), max_prompt_tokens
+            text = tokenizer.decode(cut)
+            prompt, length = (cut if as_ids else text), max_prompt_tokens
         kept.append(p)
         prompts.append(prompt)
         lengths.append(length)
-    return kept, prompts, lengths, skipped, truncated
+        sent.append(text)
+    return kept, prompts, lengths, skipped, truncated, sent
 
 
 def _load_done(path: Path, n: int, ids: set[str]) -> dict[str, list[dict]]:
@@ -201,7 +204,7 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
     rank, world = shard
     spec = get_benchmark(bench)
     n = params.n
-    problems, prompts, lengths, skipped, truncated = prepare_prompts(
+    problems, prompts, lengths, skipped, truncated, texts = prepare_prompts(
         spec, problems, tokenizer, engine, chunking["max_prompt_tokens"], chunking["too_long"])
     if not problems:
         raise HarnessError(f"{bench}: every prompt is longer than the {chunking['max_prompt_tokens']} tokens "
@@ -235,7 +238,7 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
                                    seed=chunk_seed(params.seed, bench, k))                 # [P*n]
             if len(gens) != len(chunk) * n:
                 raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={n}")
-            records = _grade(grader, gens, chunk, bench)
+            records = _grade(grader, gens, chunk, [texts[i] for i in todo], bench)
             append_jsonl(samples_path, records)
             for r in records:
                 done.setdefault(r["problem_id"], []).append(r)
@@ -266,13 +269,19 @@ def _warn_too_long(bench: str, skipped: list[str], truncated: list[str], limit: 
                         len(ids), limit, what, ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
 
 
-def _grade(grader, gens, chunk: list[Problem], bench: str) -> list[dict]:
-    """One samples.jsonl record per generation, in the engine's (prompt-major) order."""
+def _grade(grader, gens, chunk: list[Problem], prompts: list[str], bench: str) -> list[dict]:
+    """One samples.jsonl record per generation, in the engine's (prompt-major) order.
+
+    A record holds everything needed to check its verdict by hand: the prompt as sent, the gold answer,
+    the response and what the grader extracted from it.
+    """
     results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
     seen: dict[int, int] = defaultdict(int)
     records = []
     for g, res in zip(gens, results):
-        records.append({"problem_id": chunk[g.prompt_index].id, "sample_index": seen[g.prompt_index],
+        problem = chunk[g.prompt_index]
+        records.append({"problem_id": problem.id, "sample_index": seen[g.prompt_index],
+                        "prompt": prompts[g.prompt_index], "gold": problem.answer,
                         "response": g.text, "extracted": res.extracted, "correct": res.correct,
                         "num_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
         seen[g.prompt_index] += 1

@@ -19,7 +19,8 @@ from harness.evaluate import evaluate
 from harness.results import read_jsonl
 from harness.rollout import Generation
 
-SAMPLE_KEYS = {"problem_id", "sample_index", "response", "extracted", "correct", "num_tokens", "finish_reason"}
+SAMPLE_KEYS = {"problem_id", "sample_index", "prompt", "gold", "response", "extracted", "correct", "num_tokens",
+               "finish_reason"}
 SUMMARY_KEYS = {"schema_version", "bench", "model", "n", "num_problems", "num_samples", "avg@n", "pass@k",
                 "maj@n", "problem_ids_sha256", "skipped_too_long", "truncated_too_long", "settings", "grader",
                 "versions", "time_s"}
@@ -82,6 +83,8 @@ def test_evaluate_writes_schema_and_hand_computed_metrics(tmp_path):
     assert [(r["problem_id"], r["sample_index"]) for r in rows[:5]] == [
         ("p0", 0), ("p0", 1), ("p0", 2), ("p0", 3), ("p1", 0)]
     assert rows[3]["extracted"] is None and rows[3]["correct"] is False
+    # each row carries the prompt as sent and the gold answer: a verdict can be checked without other files
+    assert [(r["prompt"], r["gold"]) for r in rows[3:5]] == [("Compute 0+0.\n", "0"), ("Compute 1+0.\n", "1")]
     assert engine.calls[0][:2] == (2, 4) and [c[0] for c in engine.calls] == [2, 2, 1]   # chunks of batch_size
     assert len({c[2] for c in engine.calls}) == 3                                      # distinct chunk seeds
 
