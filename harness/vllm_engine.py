@@ -19,6 +19,15 @@ text is decoded by the policy's tokenizer with special tokens skipped. Prompt ``
 ``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th sample ``+ j``, so results are
 reproducible for a fixed seed.
 
+Chunked prefill is off on CPU. With it on, a call whose prompts exceed vLLM's batched-token budget
+(``max_num_batched_tokens``) gets a request prefilled in parts; vLLM then discards the token sampled
+after a partial prefill and rewinds that request's seeded generator (``gen.set_offset`` in its model
+runner), which a CPU generator cannot do (``RuntimeError: CPU Generator does not use offset``). With
+it off, vLLM's scheduler only starts a prompt whose whole prefill fits the step's remaining budget
+(the rest wait for the next step), and the budget is at least ``max_model_len`` (vLLM checks this), so
+no request is ever prefilled in parts whatever the batch, and per-request seeds stay. On CUDA the
+rewind works and vLLM's defaults are kept.
+
 Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache is
 ``gpu_memory_utilization`` x RAM minus this process's RSS (the trainer's included), or exactly
 ``kv_cache_gib`` GiB when given (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB); on CUDA it is the
@@ -143,6 +152,8 @@ class VLLMEngine:
         max_model_len: longest prompt + response in tokens (default: the model's limit).
         dtype: vLLM's compute dtype; default the policy's parameter dtype.
         seed: vLLM's engine seed (per-request seeds come from ``generate``).
+        max_num_batched_tokens: vLLM's token budget of one scheduler step (default: vLLM's; on CPU
+            at least ``max_model_len``, as chunked prefill is off there).
         enforce_eager: skip torch.compile / CUDA graphs (fast start; compile pays off on GPU).
         gen_threads: torch intra-op threads while generating on CPU (vLLM serves with 1);
             the caller's thread count is restored afterwards. ``None`` keeps the caller's.
@@ -152,7 +163,7 @@ class VLLMEngine:
     def __init__(self, model: torch.nn.Module, tokenizer, *, gpu_memory_utilization: float = 0.2,
                  kv_cache_gib: float | None = None, max_model_len: int | None = None,
                  dtype: str | None = None, seed: int = 0, enforce_eager: bool = True,
-                 gen_threads: int | None = 1, **_ignored) -> None:
+                 gen_threads: int | None = 1, max_num_batched_tokens: int | None = None, **_ignored) -> None:
         if not 0 < gpu_memory_utilization <= 1:
             raise HarnessError(f"engine.gpu_memory_utilization must be in (0, 1] "
                                f"(got {gpu_memory_utilization})")
@@ -167,9 +178,12 @@ class VLLMEngine:
         _check_head_size(model.config)
         self.gen_threads = gen_threads
         dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
-        kwargs = {}
+        kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
         if kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        from vllm.platforms import current_platform
+        if current_platform.is_cpu():  # no partial prefills: CPU generators cannot rewind (module docstring)
+            kwargs["enable_chunked_prefill"] = False
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
             # one engine per trainer rank, reusing the trainer's process group (TRL colocate);

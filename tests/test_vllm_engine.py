@@ -67,7 +67,9 @@ def setup():
     model, tok = make_model()
     threads, set_threads = torch.get_num_threads(), torch.set_num_threads
     torch.manual_seed(123)
-    engine = build_engine("vllm", model, tok, kv_cache_gib=0.25, max_model_len=256,
+    # the smallest batched-token budget vLLM allows without chunked prefill (= max_model_len), so that
+    # a few long prompts exceed it
+    engine = build_engine("vllm", model, tok, kv_cache_gib=0.25, max_model_len=256, max_num_batched_tokens=256,
                           batch_size=7)  # an hf-only option is ignored
     side_effects = {"rand": torch.rand(3), "threads": torch.get_num_threads(),
                     "set_threads_kept": torch.set_num_threads is set_threads}
@@ -151,6 +153,24 @@ def test_sampling_shapes_and_seeds(setup):
     # a prompt's samples do not depend on the other prompts in the batch
     alone = engine.generate(PROMPTS[:1], params)
     assert [g.response_ids for g in alone] == [g.response_ids for g in gens[:3]]
+
+
+def test_sampling_past_the_batched_token_budget(setup):
+    """Prompts of 2 x 6 x 183 tokens against a 256-token step budget: on CPU a request prefilled in parts
+    crashed vLLM ('CPU Generator does not use offset', rewinding its seeded generator); with chunked prefill
+    off every prompt is prefilled whole, and the per-request seeds still hold."""
+    _, tok, engine = setup
+    sched = engine.llm.llm_engine.vllm_config.scheduler_config
+    assert sched.max_num_batched_tokens == 256
+    prompts = [f"{i}: " + "abc" * 60 for i in range(6)]
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=3)
+    gens = engine.generate(prompts, params)
+    assert sum(len(g.prompt_ids) for g in gens) > 4 * sched.max_num_batched_tokens
+    assert [g.prompt_index for g in gens] == [i for i in range(6) for _ in range(2)]
+    assert all(1 <= len(g.response_ids) <= 8 for g in gens)
+    assert [g.response_ids for g in engine.generate(prompts, params)] == [g.response_ids for g in gens]
+    # a prompt's samples do not depend on how the scheduler split the batch into steps
+    assert [g.response_ids for g in engine.generate(prompts[:1], params)] == [g.response_ids for g in gens[:2]]
 
 
 def test_too_long_prompt_is_a_user_error(setup):
