@@ -12,28 +12,65 @@ Math-Verify (``math_verify.parse`` / ``math_verify.verify``; see ``shared/notes/
   percentage rescaling, no relative tolerance: ``0.1`` vs ``10`` and ``\\frac{1}{3}`` vs
   ``0.3333`` are incorrect), comma lists compared as unordered sets (OlympiadBench multiple answers).
 
-Departures from the reference graders, each fixing a documented false negative/positive:
+Departures from the reference graders, each fixing a documented false negative/positive. The string
+rules live in :mod:`benchmarks.answer_forms`; "could wrongly accept" names each rule's known risk.
 
-1. **Scientific notation** (``GradingOptions.sci_notation``, on for ``minerva_math``): 58 of 272
-   Minerva golds are written ``4.5e33`` / ``1e-5``, which Math-Verify reads as expressions in Euler's
-   ``e``. A gold that is *entirely* one e-notation number is split into mantissa m and exponent k;
-   e-notation numbers in the response are rewritten to ``m \\times 10^{k}`` before parsing; a numeric
-   prediction p is then correct iff ``verify(m, p / 10^k)``, i.e. Math-Verify's 6-decimal rule is
-   applied to the *mantissa*. Without the rescaling, 6-decimal rounding (and ``evalf(chop=True)``)
-   would accept ``9 \\times 10^{-27}`` for ``1.3 \\times 10^{-27}``. Symbolic golds (``c e^{-2x}``) are
-   untouched: only a whole-string numeric match counts as e-notation.
-2. **Integer fast path** (``GradingOptions.integer_only``, on for ``arith``, the training reward):
-   the content of the last ``\\boxed{...}`` is compared exactly to an integer gold in this process,
-   without Math-Verify or IPC. No box, or a box that is not an integer literal, is incorrect.
-3. **The last box wins**: earlier ``\\boxed{}`` that are not part of the final run of boxes
+1. **Minerva numbers to the gold's precision** (``sig_figs``, ``sci_notation``; ``minerva_math``). A
+   gold that is one written number (``4.5e33``, ``0.3``, ``300``) has s significant figures (trailing
+   zeros of an integer count); a numeric prediction is correct iff it rounds (half up) to the gold at s
+   figures: ``4.46e33`` matches ``4.5e33``, ``4.6e33`` and ``1.4`` (for ``1.39``) do not. A leading
+   ``X =``/``X \\approx`` and a unit tail (``\\text{..}``, ``\\mathrm{..}``, unit words, SI letters) are
+   dropped; e-notation answers read as ``\\times 10^{k}``. Why: Minerva golds are physical quantities
+   quoted to a few figures; Math-Verify's absolute 6 decimals accepts any ``10^{-27}``-sized number.
+   Could wrongly accept: a less precise gold (``4e33``) accepts ``3.5e33``..``4.49e33``; an integer gold
+   ``3`` that is an exact count accepts ``3.4``. Other benchmarks keep the exact / 6-decimal rule.
+2. **Code golds** (``code_golds``; ``minerva_math``): ``np.arcsin(10/13)``, ``-1./3``, ``np.pi/2``,
+   ``2**(1/3)`` are translated token by token through a whitelist (numbers, ``+-*/()``, ``**`` and
+   NumPy's elementary functions) into LaTeX, never evaluated; the literal gold is kept as a second
+   parse. Could wrongly accept: nothing beyond Math-Verify's own equivalence of the translated value.
+3. **Equivalent forms**: ``verify(..., allow_set_relation_comp=True)``, so an interval gold matches
+   the inequality describing it (``[a,b]`` vs ``a \\le x \\le b``; open/closed ends must agree);
+   ``\\pm`` in a list expands to both values and comma lists compare as unordered sets (Math-Verify).
+   Could wrongly accept: an inequality in another variable than the problem's (``a \\le y \\le b``).
+4. **Stated answers** without ``\\boxed{}``: the last "The (final) answer is X", "Final Answer: X",
+   "Answer: X" or "#### X" (:func:`benchmarks.answer_forms.final_answer_span`); only that statement's
+   sentence is parsed, cut before a remark (", because", ". Check:", "and then"), so a verification
+   after the answer is not taken as the answer. A statement that says nothing ("the answer is
+   consistent") yields to the one before; "the answer is not 5" states nothing. A box, when present,
+   wins (the last run of boxes, rule 7). Could wrongly accept: a hedged statement ("the answer is 5
+   if ..."), read as 5.
+5. **No answer, no credit**: without a box or a statement the response is incorrect, whatever number
+   comes last (a response cut off mid-reasoning, or candidates listed without a choice). Only
+   ``last_number`` benchmarks (``gsm8k``: its published convention; ``arith_word``: GSM8K-like story
+   problems) fall back to the last number of the text, and only for a finished response:
+   ``finish_reason == "length"`` never gets the fallback (``None``, unknown, counts as finished, which
+   keeps old callers working). Could wrongly accept: a GSM8K response whose last number is a
+   by-product equal to the gold.
+6. **Quantities** (all benchmarks, when the gold is one plain number): ``1.45 million``, ``2
+   thousand``, ``\\$1,450,000``, ``1{,}450{,}000``, ``€25``, ``12 apples`` are read as numbers and
+   compared in Python (exact, or Math-Verify's 6 decimals) without Math-Verify, also the fast path
+   for every plain numeric answer. ``1,300`` is a list when the gold is (``1,3``). Could wrongly
+   accept: a number followed by a word that changes it ("5 less than x").
+7. **The last box wins**: earlier ``\\boxed{}`` that are not part of the final run of boxes
    (``$\\boxed{2}$ and $\\boxed{3}$``) are un-boxed before parsing (:func:`keep_last_boxed_run`),
    so "\\boxed{2} ... wait, \\boxed{3}" is graded as 3 (Math-Verify alone reads {2, 3}).
-4. **Bounded work**: only the last ``TAIL_CHARS`` characters of a response are parsed; every sample
+8. **Integer fast path** (``integer_only``, on for ``arith``, the training reward): the content of
+   the last ``\\boxed{...}`` is compared exactly to an integer gold in this process, without
+   Math-Verify or IPC. No box, or a box that is not an integer literal, is incorrect.
+9. **Bounded work**: only the last ``TAIL_CHARS`` characters of a response are parsed; every sample
    runs in a :class:`benchmarks.pool.TimeoutPool` worker that is killed and replaced after ``timeout``
    seconds (Math-Verify's own ``signal.alarm`` timeouts are disabled: they fail off the main thread,
    issues #50/#55, and cannot interrupt C code); workers run under a 3 GiB address-space limit, so
    ``\\boxed{10^{10^{10^{10}}}}`` ends in a timeout or ``MemoryError``, never in an exhausted machine.
    A timed-out or crashed sample is incorrect with ``extracted=None``.
+
+Rejected rules (each would accept wrong answers): a relative tolerance (Qwen's 1e-4) or sig-fig
+rounding outside Minerva (``1.0001`` for ``1``, ``3.142`` for ``3.14``); rounding the *gold* to the
+prediction's precision (``1.4`` for ``1.39``); Qwen's x100 / /100 percentage rescaling (``0.1`` for
+``10``); the last number as a fallback on every benchmark, or for truncated responses (credits
+whichever number a cut-off computation reached); any "answer" mention as an anchor ("to answer
+this, 5 ..."), or the first statement instead of the last; stripping every word after a number
+(``2\\pi``, ``2x`` -> 2); reading ``1,300`` as 1300 against a list gold; ``eval`` of code golds.
 
 ``extracted`` is ``str()`` of the first parsed prediction (the SymPy form when the answer parsed,
 so ``0.5`` and ``\\frac{1}{2}`` both read ``1/2`` and vote together in maj@n), capped at 1,000
@@ -48,8 +85,11 @@ import functools
 import logging
 import re
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Sequence
 
+from benchmarks import answer_forms as forms
+from benchmarks.answer_forms import boxed_spans, keep_last_boxed_run, last_boxed  # noqa: F401 (re-exported)
 from benchmarks.pool import TimeoutPool
 from benchmarks.registry import BENCHMARKS
 from common.errors import HarnessError
@@ -61,15 +101,17 @@ WORKER_MEMORY_BYTES = 3 << 30
 _SCI_GOLD = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*[eE]\s*([+-]?\d+)\s*$")
 _SCI_TEXT = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
 _INT = re.compile(r"[+-]?\d+")
-_CONNECTOR = re.compile(r"\s*\$?\s*(?:,|,?\s*and|,?\s*or)?\s*\$?\s*")
 
 
 @dataclass(frozen=True)
 class GradingOptions:
     """Per-benchmark grading switches (declared on each :class:`BenchmarkSpec`)."""
 
-    sci_notation: bool = False   # e-notation golds compared on the mantissa (minerva_math)
+    sci_notation: bool = False   # e-notation golds and answers read as numbers (minerva_math)
     integer_only: bool = False   # exact integer fast path on the last \boxed{} (arith)
+    sig_figs: bool = False       # numeric golds compared to their own significant figures (minerva_math)
+    code_golds: bool = False     # Python/NumPy golds (np.pi/2, -1./3) translated to LaTeX (minerva_math)
+    last_number: bool = False    # no stated answer: the last number of a finished response (gsm8k)
 
 
 @dataclass(frozen=True)
@@ -79,69 +121,6 @@ class GradeResult:
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), with nested braces; None if absent."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    brace = text.find("{", start)
-    if brace < 0 or text[start:brace].strip() not in ("\\boxed", "\\fbox"):
-        return None
-    depth = 0
-    for i in range(brace, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[brace + 1:i]
-    return None
-
-
-def boxed_spans(text: str) -> list[tuple[int, int, int, int]]:
-    """(start, content_start, content_end, end) of every top-level ``\\boxed{...}``, in order."""
-    spans = []
-    pos = 0
-    while (start := text.find("\\boxed", pos)) >= 0:
-        brace = start + len("\\boxed")
-        while brace < len(text) and text[brace] == " ":
-            brace += 1
-        if brace >= len(text) or text[brace] != "{":
-            pos = start + 1
-            continue
-        depth, end = 0, -1
-        for i in range(brace, len(text)):
-            depth += (text[i] == "{") - (text[i] == "}")
-            if depth == 0:
-                end = i + 1
-                break
-        if end < 0:
-            break
-        spans.append((start, brace + 1, end - 1, end))
-        pos = end
-    return spans
-
-
-def keep_last_boxed_run(text: str) -> str:
-    """Un-box every ``\\boxed{X}`` (-> ``X``) except the final run of boxes joined by ``,``/and/or.
-
-    Math-Verify merges ``\\boxed{2}, but wait ... \\boxed{3}`` into the set {2, 3}; the answer a
-    model finally commits to is its last box (Qwen's rule), while ``$\\boxed{2}$ and $\\boxed{3}$``
-    stays a two-element answer.
-    """
-    spans = boxed_spans(text)
-    if len(spans) < 2:
-        return text
-    k = len(spans) - 1
-    while k > 0 and _CONNECTOR.fullmatch(text[spans[k - 1][3]:spans[k][0]]):
-        k -= 1
-    out, pos = [], 0
-    for start, c0, c1, end in spans[:k]:
-        out += [text[pos:start], text[c0:c1]]
-        pos = end
-    return "".join(out) + text[pos:]
-
 
 def grade_integer(response: str, gold: str) -> GradeResult:
     """The integer fast path: last ``\\boxed{}`` content, spaces removed, equals the integer gold."""
@@ -175,15 +154,17 @@ def worker_init() -> None:
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse_gold(gold: str, sci: bool):
-    """Parsed gold (a list for ``verify``), plus (mantissa, exponent) when it is e-notation."""
+def _parse_gold(gold: str, opts: GradingOptions):
+    """(parsed gold for ``verify``, the gold as a Decimal when it is one plain number, else None)."""
     from math_verify import LatexExtractionConfig, parse
-    m = _SCI_GOLD.match(gold) if sci else None
-    if m:
-        mantissa = parse(f"\\boxed{{{m.group(1)}}}", [LatexExtractionConfig()], parsing_timeout=None)
-        return parse(f"\\boxed{{{sci_to_latex(gold.strip())}}}", [LatexExtractionConfig()],
-                     parsing_timeout=None), (mantissa, int(m.group(2)))
-    return parse(f"\\boxed{{{gold}}}", [LatexExtractionConfig()], parsing_timeout=None), None
+    cfg = [LatexExtractionConfig()]
+    text = sci_to_latex(gold.strip()) if opts.sci_notation and _SCI_GOLD.match(gold) else gold
+    parsed = parse(f"\\boxed{{{text}}}", cfg, parsing_timeout=None)
+    code = forms.code_to_latex(gold) if opts.code_golds else None
+    if code is not None:   # the NumPy form first; the literal parse kept so the gold still matches itself
+        parsed = parse(f"\\boxed{{{code}}}", cfg, parsing_timeout=None) + parsed
+    number = forms.plain_quantity(gold, units=False)
+    return parsed, (Decimal(number) if number is not None else None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -202,30 +183,43 @@ def _as_number(pred):
     return None
 
 
-def grade_one(response: str, gold: str, sci: bool = False) -> tuple[bool, str | None]:
-    """Grade one response with Math-Verify (runs inside a worker; no timeout of its own)."""
+def _to_decimal(number) -> Decimal | None:
+    """A finite real SymPy number as a Decimal (30 digits), else None."""
     import sympy
+    value = sympy.N(number, 30)
+    if isinstance(value, sympy.Integer):
+        return Decimal(int(value))
+    return Decimal(str(value)) if isinstance(value, sympy.Float) and value.is_finite else None
+
+
+def grade_one(response: str, gold: str, opts: GradingOptions = GradingOptions(),
+              finish_reason: str | None = None) -> tuple[bool, str | None]:
+    """Grade one response (runs inside a worker; no timeout of its own). Rules: the module docstring."""
     from math_verify import parse, verify
+    if isinstance(opts, bool):                # the old signature grade_one(response, gold, sci)
+        opts = GradingOptions(sci_notation=opts)
     text = keep_last_boxed_run(response[-TAIL_CHARS:])
-    if sci:
-        text = sci_to_latex(text)
-    gold_parsed, sci_parts = _parse_gold(gold, sci)
-    preds = parse(text, _pred_config(), parsing_timeout=None)
+    where, answer = forms.locate_answer(text, opts.last_number, finish_reason)
+    if where is None:
+        return False, None
+    gold_parsed, gold_number = _parse_gold(gold, opts)
+    sig = forms.sig_figs(gold.strip()) if opts.sig_figs and gold_number is not None else None
+    if gold_number is not None and answer is not None:          # rule 6 and the numeric fast path
+        number = forms.plain_quantity(answer)
+        if number is not None:
+            return forms.numbers_match(gold_number, Decimal(number), sig), number
+    source = text if where == "boxed" else answer
+    preds = parse(sci_to_latex(source) if opts.sci_notation else source, _pred_config(), parsing_timeout=None)
     if not preds:
         return False, None
     extracted = str(preds[0])[:EXTRACTED_MAX_CHARS]
-    if sci_parts is None:
-        return bool(verify(gold_parsed, preds, timeout_seconds=None)), extracted
-    mantissa, exponent = sci_parts
-    scale = sympy.Integer(10) ** (-exponent)
-    for pred in preds:
-        number = _as_number(pred) if isinstance(pred, sympy.Basic) else None
-        if number is not None:
-            if verify(mantissa, number * scale, timeout_seconds=None):
-                return True, extracted
-        elif verify(gold_parsed, pred, timeout_seconds=None):
-            return True, extracted
-    return False, extracted
+    if sig is not None:
+        for pred in preds:
+            number = _as_number(pred) if not isinstance(pred, str) else None
+            value = _to_decimal(number) if number is not None else None
+            if value is not None:
+                return forms.numbers_match(gold_number, value, sig), extracted
+    return bool(verify(gold_parsed, preds, timeout_seconds=None, allow_set_relation_comp=True)), extracted
 
 
 # --------------------------------------------------------------------------- the pool
@@ -270,23 +264,26 @@ class Grader:
             info.update(asdict(_options(bench)))
         return info
 
-    def grade(self, responses: Sequence[str], golds: Sequence[str],
-              benches: Sequence[str] | str) -> list[GradeResult]:
+    def grade(self, responses: Sequence[str], golds: Sequence[str], benches: Sequence[str] | str,
+              finish_reasons: Sequence[str | None] | None = None) -> list[GradeResult]:
         """Grade ``responses[i]`` against ``golds[i]`` with the options of ``benches[i]``.
 
         Args:
             responses: model outputs, any length (only the last ``TAIL_CHARS`` are parsed).
             golds: gold answer strings as the benchmark registry extracts them.
             benches: one benchmark name for all, or one per response.
+            finish_reasons: the engine's ``"stop"``/``"length"`` per response (None: unknown, taken as
+                finished); a ``"length"`` (truncated) response never gets the last-number fallback.
 
         Returns:
             One :class:`GradeResult` per response, in order.
         """
         if isinstance(benches, str):
             benches = [benches] * len(responses)
-        if not len(responses) == len(golds) == len(benches):
-            raise ValueError(f"grade: {len(responses)} responses, {len(golds)} golds, "
-                             f"{len(benches)} benches (lengths must match)")
+        finish_reasons = [None] * len(responses) if finish_reasons is None else finish_reasons
+        if not len(responses) == len(golds) == len(benches) == len(finish_reasons):
+            raise ValueError(f"grade: {len(responses)} responses, {len(golds)} golds, {len(benches)} benches, "
+                             f"{len(finish_reasons)} finish reasons (lengths must match)")
         options = {b: _options(b) for b in set(benches)}
         results: list[GradeResult | None] = [None] * len(responses)
         todo: list[int] = []
@@ -299,8 +296,7 @@ class Grader:
             else:
                 todo.append(i)
         if todo:
-            args = [(responses[i][-TAIL_CHARS:], golds[i], options[benches[i]].sci_notation)
-                    for i in todo]
+            args = [(responses[i][-TAIL_CHARS:], golds[i], options[benches[i]], finish_reasons[i]) for i in todo]
             for i, (status, value) in zip(todo, self._ensure_pool().map(args)):
                 if status == "ok":
                     results[i] = GradeResult(bool(value[0]), value[1])

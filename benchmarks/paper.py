@@ -76,9 +76,10 @@ MATH500 = BenchmarkSpec(
 MINERVA_MATH = BenchmarkSpec(
     name="minerva_math", hub_id="math-ai/minervamath", hub_config=None, hub_split="test",
     fields={"problem": STR, "solution": STR, "idx": INT}, to_problem=_minerva, n_expected=272,
-    grading=GradingOptions(sci_notation=True),
+    grading=GradingOptions(sci_notation=True, sig_figs=True, code_golds=True),
     citation="Lewkowycz et al. 2022, Solving Quantitative Reasoning Problems with Language Models (MIT OCW)",
-    notes="gold = last \\boxed{} of `solution`; 58 golds in e-notation, graded on the mantissa")
+    notes="gold = last \\boxed{} of `solution`; numeric golds (58 in e-notation) graded to their own "
+          "significant figures; Python/NumPy golds translated to LaTeX")
 
 OLYMPIADBENCH = BenchmarkSpec(
     name="olympiadbench", hub_id="Hothan/OlympiadBench", hub_config="OE_TO_maths_en_COMP",
@@ -101,7 +102,9 @@ AMC23 = BenchmarkSpec(
 GSM8K = BenchmarkSpec(
     name="gsm8k", hub_id="openai/gsm8k", hub_config="main", hub_split="test",
     fields={"question": STR, "answer": STR}, to_problem=_gsm8k, n_expected=1319,
+    grading=GradingOptions(last_number=True),
     citation="Cobbe et al. 2021, Training Verifiers to Solve Math Word Problems",
-    notes="gold = text after '####', commas removed; id = idx (a hash of the question when absent)")
+    notes="gold = text after '####', commas removed; id = idx (a hash of the question when absent); "
+          "no stated answer: the last number of a finished response")
 
 PAPER_BENCHMARKS = (MATH500, MINERVA_MATH, OLYMPIADBENCH, AIME24, AMC23, GSM8K)
