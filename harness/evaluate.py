@@ -275,7 +275,8 @@ def _grade(grader, gens, chunk: list[Problem], prompts: list[str], bench: str) -
     A record holds everything needed to check its verdict by hand: the prompt as sent, the gold answer,
     the response and what the grader extracted from it.
     """
-    results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench)
+    results = grader.grade([g.text for g in gens], [chunk[g.prompt_index].answer for g in gens], bench,
+                           [g.finish_reason for g in gens])
     seen: dict[int, int] = defaultdict(int)
     records = []
     for g, res in zip(gens, results):

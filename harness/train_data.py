@@ -48,8 +48,11 @@ class Reward:
     def __init__(self, grader) -> None:
         self.grader = grader
 
-    def __call__(self, texts, problems) -> list[float]:
-        results = self.grader.grade(list(texts), [p.answer for p in problems], [p.bench for p in problems])
+    def __call__(self, texts, problems, finish_reasons=None) -> list[float]:
+        """``finish_reasons`` (optional, ``"stop"``/``"length"`` per text): a truncated text gets no
+        last-number fallback (:mod:`benchmarks.grading` rule 5)."""
+        results = self.grader.grade(list(texts), [p.answer for p in problems], [p.bench for p in problems],
+                                    finish_reasons)
         return [1.0 if r.correct else 0.0 for r in results]
 
 

@@ -2,8 +2,9 @@
 
 Each input line is ``{"bench": <registered benchmark>, "answer": <gold answer string as the registry
 extracts it>, "response": <model text>}`` (other keys are kept). Each output line is the input plus
-``"correct": true|false`` and ``"extracted": <string or null>``. Prints per-benchmark accuracy and,
-last, the overall ``accuracy: 0.xxxx (k/N)``.
+``"correct": true|false`` and ``"extracted": <string or null>``. An optional ``"finish_reason"``
+(``"stop"``/``"length"``, as in ``samples.jsonl``) denies a truncated response the last-number fallback.
+Prints per-benchmark accuracy and, last, the overall ``accuracy: 0.xxxx (k/N)``.
 
     python -m harness grade --input responses.jsonl --output graded.jsonl
 """
@@ -49,6 +50,8 @@ def read_grading_input(path: Path) -> list[dict]:
             if not isinstance(row[key], str):
                 raise HarnessError(f"{path}:{lineno}: field {key!r} must be a string "
                                    f"(got {type(row[key]).__name__})")
+        if row.get("finish_reason") not in (None, "stop", "length"):
+            raise HarnessError(f"{path}:{lineno}: field 'finish_reason' must be \"stop\", \"length\" or absent")
         if row["bench"] not in BENCHMARKS:
             raise HarnessError(f"{path}:{lineno}: unknown bench {row['bench']!r}; available: "
                                f"{', '.join(BENCHMARKS.names())}")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError("--output must differ from --input")
     with Grader(timeout=args.timeout, workers=args.workers) as grader:
         results = grader.grade([r["response"] for r in rows], [r["answer"] for r in rows],
-                               [r["bench"] for r in rows])
+                               [r["bench"] for r in rows], [r.get("finish_reason") for r in rows])
     graded = [dict(r, correct=res.correct, extracted=res.extracted) for r, res in zip(rows, results)]
     if args.output:
         atomic_write_text(args.output, "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in graded))
