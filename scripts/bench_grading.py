@@ -8,8 +8,11 @@
    boxes, ...) graded alone; the slowest must stay near the timeout.
 3. Gold self-check: all 2,836 golds of the six paper benchmarks, written as ``The final answer is
    $\\boxed{<gold>}$``, must grade correct.
+4. ``--cases``: accuracy, false positives and false negatives per class of the labelled cases in
+   ``tests/test_grading_classes.py`` (only this section runs).
 
     python scripts/bench_grading.py --data-dir ../shared/benchmarks
+    python scripts/bench_grading.py --cases
 """
 
 from __future__ import annotations
@@ -81,15 +84,29 @@ def self_check(grader: Grader, data_dir: str) -> None:
         print(f"  FAIL {b} {pid}: {answer!r}")
 
 
+def labelled_cases(grader: Grader) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_grading_classes import CLASSES
+    for name, rows in CLASSES.items():
+        res = grader.grade([r[2] for r in rows], [r[1] for r in rows], [r[0] for r in rows], [r[4] for r in rows])
+        ok = sum(x.correct is r[3] for x, r in zip(res, rows))
+        fp = sum(x.correct and not r[3] for x, r in zip(res, rows))
+        print(f"{name:22s} {ok:3d}/{len(rows):3d} = {ok / len(rows):.3f}  "
+              f"(false positives {fp}, false negatives {len(rows) - ok - fp})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR", "../shared/benchmarks"))
     ap.add_argument("--n", type=int, default=8, help="responses per MATH500 problem (default 8)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--cases", action="store_true", help="only the per-class accuracy on the labelled cases")
     args = ap.parse_args()
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
     with Grader(timeout=args.timeout, workers=args.workers) as grader:
+        if args.cases:
+            return labelled_cases(grader)
         throughput(grader, args.data_dir, args.n)
         worst_case(grader)
         self_check(grader, args.data_dir)
