@@ -1,4 +1,5 @@
-"""The pieces of an RL step that need no module state: token log-probs, the step's logged values, the step loader.
+"""The pieces of an RL step that need no module state: the step's logged values, the step loader (token log-probs:
+:mod:`harness.logprobs`, re-exported here).
 
     python -c "from harness.steps import entropy_share as e; from types import SimpleNamespace as N; \
 print(e({'pg_loss': 1.0, 'entropy': 2.0}, N(entropy_coef=0.1, kl_coef=0.0)))"
@@ -11,30 +12,7 @@ import math
 import torch
 
 from algorithms.core import Rollout
-
-
-def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int,
-                       *, with_entropy: bool = True):
-    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows.
-
-    Args:
-        input_ids: [B, P + T] left-padded prompts followed by right-padded responses.
-        attention_mask: [B, P + T].
-    Returns:
-        logp [B, T] (float32), entropy [B, T] or None.
-    """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)                 # [B, P+T]
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=resp_len + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()                                        # [B, T, V]
-    targets = input_ids[:, -resp_len:]                                         # [B, T]
-    logz = torch.logsumexp(logits, dim=-1)                                     # [B, T]
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    entropy = None
-    if with_entropy:
-        probs = torch.softmax(logits, dim=-1)
-        entropy = logz - (probs * logits).sum(-1)
-    return logp, entropy
+from harness.logprobs import token_logp_entropy  # noqa: F401  (re-exported)
 
 
 def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp) -> dict:
