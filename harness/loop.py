@@ -6,11 +6,15 @@ policy's when the batch gets more than one update or the advantage uses them (PR
 update pass's own detached log-probs serve (one update makes pi_old the current policy); the
 reference's when the advantage (PRL) or a KL loss needs them or ``log.kl_to_ref`` is on -> the plugin's
 advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss, each accumulated over
-micro-batches, with gradient clipping and a guard that skips non-finite updates -> sync the engine's
-weights -> every ``train.save_every`` steps (and after the last one) a resumable checkpoint
+micro-batches of at most ``train.micro_batch_size`` rows and ``train.max_micro_batch_tokens`` padded tokens
+(:mod:`harness.batching`; log-probs with full-vocabulary logits for ``train.logit_chunk_tokens`` tokens at a
+time, :mod:`harness.logprobs`), with gradient clipping and a guard that skips non-finite updates -> sync the
+engine's weights -> every ``train.save_every`` steps (and after the last one) a resumable checkpoint
 (:mod:`harness.checkpoint`). Manual optimisation throughout (never ``optimizer_step``);
 ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
-``global_step`` counts optimizer steps.
+``global_step`` counts optimizer steps. Each step logs its seconds per phase: ``time_generate_s``,
+``time_score_s``, ``time_update_s`` (all the rest), within it ``time_logp_s`` (no-grad passes),
+``time_forward_s``, ``time_backward_s``, ``time_optimizer_s`` and ``time_sync_s``.
 
 A resumed run loads ``checkpoint/last`` in ``on_train_start`` (after the base evaluation callback of
 :mod:`harness.train`, which must see the base weights): weights, optimizer, lr schedule, RNG states and
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 
 import lightning as L
 import torch
@@ -31,6 +36,7 @@ from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
 from common.errors import HarnessError
 from harness import stop
+from harness.batching import collate, micro_inputs, pad_right, plan_micro_batches
 from harness.rollout import SamplingParams
 from harness.steps import entropy_share, step_loader, step_metrics, token_logp_entropy  # noqa: F401
 from harness.train_data import prompt_of
@@ -74,6 +80,7 @@ class RLModule(L.LightningModule):
         if ref is not None:
             ref.requires_grad_(False).eval()
         self._newline_ids = None
+        self._times: dict[str, float] = defaultdict(float)  # this step's seconds per phase (time_*_s metrics)
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self):
@@ -134,26 +141,25 @@ class RLModule(L.LightningModule):
         return torch.isin(ids, self._newline_ids.to(ids.device))
 
     # ------------------------------------------------------------------ rollout
-    def _collate(self, gens) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        pad = self.tokenizer.pad_token_id
-        P = max(len(g.prompt_ids) for g in gens)
-        T = max(max(len(g.response_ids) for g in gens), 1)
-        ids = torch.full((len(gens), P + T), pad, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for r, g in enumerate(gens):
-            p, s = g.prompt_ids, g.response_ids
-            ids[r, P - len(p):P] = torch.tensor(p)
-            attn[r, P - len(p):P] = 1
-            if s:
-                ids[r, P:P + len(s)] = torch.tensor(s)
-                attn[r, P:P + len(s)] = 1
-        return ids.to(self.device), attn.to(self.device), attn[:, P:].float().to(self.device), T
+    def _micro_batches(self, attn, rows, T) -> list[torch.Tensor]:
+        t = self.cfg.train
+        return plan_micro_batches(attn, rows, T, max_rows=t.micro_batch_size, max_tokens=t.max_micro_batch_tokens)
+
+    def _logp(self, model, ids, attn, micro, T, *, with_entropy=False, entropy_grad=False):
+        """``(logp [m, T], entropy [m, T] or None)`` of rows ``micro``, cut to their own padding."""
+        m_ids, m_attn, m_T = micro_inputs(ids, attn, micro, T)
+        logp, ent = token_logp_entropy(model, m_ids, m_attn, m_T, with_entropy=with_entropy,
+                                       chunk_tokens=self.cfg.train.logit_chunk_tokens, entropy_grad=entropy_grad)
+        return pad_right(logp, T), pad_right(ent, T)
 
     @torch.no_grad()
     def _logp_no_grad(self, model, ids, attn, T) -> torch.Tensor:
-        mb = self.cfg.train.micro_batch_size
-        return torch.cat([token_logp_entropy(model, ids[i:i + mb], attn[i:i + mb], T, with_entropy=False)[0]
-                          for i in range(0, ids.shape[0], mb)])
+        t0 = time.perf_counter()
+        out = torch.zeros(ids.shape[0], T, device=ids.device)                  # [B, T]
+        for micro in self._micro_batches(attn, torch.arange(ids.shape[0], device=ids.device), T):
+            out[micro] = self._logp(model, ids, attn, micro, T)[0]
+        self._times["logp"] += time.perf_counter() - t0
+        return out
 
     def _sample(self, batch):
         """``rollout.n`` responses per problem of the step (prompt-major), seeded by the step and rank."""
@@ -165,7 +171,7 @@ class RLModule(L.LightningModule):
     def _rollout(self, gens, rewards) -> tuple[Rollout, tuple]:
         """The :class:`Rollout` of a step's generations, and (ids, attn, T, ref_logp) for the update."""
         cfg = self.cfg
-        ids, attn, mask, T = self._collate(gens)
+        ids, attn, mask, T = collate(gens, self.tokenizer.pad_token_id, self.device)
         # One update per batch makes pi_old the current policy: its log-probs are the update pass's own
         # (detached), so the separate no-grad pass only runs when the advantage needs them first.
         old_logp = None
@@ -190,17 +196,21 @@ class RLModule(L.LightningModule):
         rewards = torch.tensor(self.reward([g.text for g in gens], [batch[g.prompt_index] for g in gens]),
                                dtype=torch.float32, device=self.device)
         t2 = time.perf_counter()
+        self._times = defaultdict(float)
         rollout, (ids, attn, T, ref_logp) = self._rollout(gens, rewards)
         adv = self.algo.compute_advantages(rollout, cfg.algo)
         stats, old_logp = self._update(rollout, adv, ids, attn, T)
+        t_sync = time.perf_counter()
         self.engine.sync_weights(self.policy)
         t3 = time.perf_counter()
+        self._times["sync"] = t3 - t_sync
         self.rollout_step += 1
         metrics = {"step": self.rollout_step, "optimizer_step": self.optimizer_steps,
                    **step_metrics(rollout, adv, old_logp, ref_logp),
                    "lr": self.optimizers().param_groups[0]["lr"],
                    "tokens_per_s": float(rollout.response_mask.sum()) / max(t1 - t0, 1e-9),
                    "time_generate_s": t1 - t0, "time_score_s": t2 - t1, "time_update_s": t3 - t2,
+                   **{f"time_{k}_s": self._times[k] for k in ("logp", "forward", "backward", "optimizer", "sync")},
                    "skipped_updates": self.skipped_updates, **stats,
                    "entropy_share": entropy_share(stats, cfg.algo),
                    **(self.algo.diagnostics(rollout, cfg.algo) if self.algo.diagnostics else {})}
@@ -234,47 +244,55 @@ class RLModule(L.LightningModule):
             update pass's own detached ones when it had none).
         """
         cfg = self.cfg
-        opt = self.optimizers()
-        sched = self.lr_schedulers()
+        opt, sched = self.optimizers(), self.lr_schedulers()
         B = ids.shape[0]
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.rollout_step)
         sums: dict[str, float] = {}
         norms = []
         n_updates = 0
-        fill_old = None
+        fill_old = torch.zeros_like(rollout.response_mask) if rollout.old_logp is None else None   # [B, T]
         for _ in range(cfg.train.epochs):
             order = torch.randperm(B, generator=gen) if cfg.train.mini_batches > 1 else torch.arange(B)
             for mb_idx in order.chunk(cfg.train.mini_batches):
-                mb_idx = mb_idx.to(ids.device)
-                mb_mask = rollout.response_mask[mb_idx]
-                num_tokens = float(mb_mask.sum())
-                num_seqs = float((mb_mask.sum(-1) > 0).sum())
                 opt.zero_grad(set_to_none=True)
-                finite = True
-                for micro in mb_idx.split(cfg.train.micro_batch_size):
-                    sub = rollout.select(micro)
-                    logp, ent = token_logp_entropy(self.policy, ids[micro], attn[micro], T,
-                                                   with_entropy=True)
-                    if sub.old_logp is None:  # on-policy: pi_old = the policy before this (only) update
-                        sub.old_logp = logp.detach() * sub.response_mask
-                        if fill_old is None:
-                            fill_old = torch.zeros_like(rollout.response_mask, dtype=logp.dtype)
-                        fill_old[micro] = sub.old_logp
-                    loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo,
-                                                      num_tokens=num_tokens, num_seqs=num_seqs)
-                    if not torch.isfinite(loss):  # still backward: DDP ranks must all reduce gradients
-                        finite = False
-                    self.manual_backward(loss)
-                    if finite:
-                        for k, v in st.items():
-                            sums[k] = sums.get(k, 0.0) + v
+                finite = self._accumulate(rollout, adv, ids, attn, T, mb_idx.to(ids.device), sums, fill_old)
+                t0 = time.perf_counter()
                 grad_norm = self._optimizer_step(opt, sched, finite)
+                self._times["optimizer"] += time.perf_counter() - t0
                 if grad_norm is not None:
                     norms.append(grad_norm)
                 n_updates += 1
         out = {k: v / max(n_updates, 1) for k, v in sums.items()}
         out["grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
         return out, (fill_old if fill_old is not None else rollout.old_logp)
+
+    def _accumulate(self, rollout: Rollout, adv, ids, attn, T, mb_idx, sums: dict, fill_old) -> bool:
+        """Gradients of the mini-batch ``mb_idx``'s loss, accumulated over its micro-batches (each normalised
+        by the mini-batch's counts, so the sum is the mini-batch loss). Adds the loss statistics to ``sums``
+        up to the first non-finite loss and, on policy (``fill_old`` given), writes the update pass's own
+        detached log-probs into ``fill_old`` as pi_old. Returns whether every loss was finite."""
+        cfg = self.cfg
+        mb_mask = rollout.response_mask[mb_idx]
+        counts = dict(num_tokens=float(mb_mask.sum()), num_seqs=float((mb_mask.sum(-1) > 0).sum()))
+        finite = True
+        for micro in self._micro_batches(attn, mb_idx, T):
+            sub = rollout.select(micro)
+            t0 = time.perf_counter()
+            logp, ent = self._logp(self.policy, ids, attn, micro, T, with_entropy=True,
+                                   entropy_grad=cfg.algo.entropy_coef != 0)
+            if fill_old is not None:  # on-policy: pi_old = the policy before this (only) update
+                sub.old_logp = fill_old[micro] = logp.detach() * sub.response_mask
+            loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo, **counts)
+            t1 = time.perf_counter()
+            if not torch.isfinite(loss):  # still backward: DDP ranks must all reduce gradients
+                finite = False
+            self.manual_backward(loss)
+            self._times["forward"] += t1 - t0
+            self._times["backward"] += time.perf_counter() - t1
+            if finite:
+                for k, v in st.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        return finite
 
     def _optimizer_step(self, opt, sched, finite: bool) -> float | None:
         """Clip and step when the loss and gradient are finite on every rank (returns the gradient norm), else skip

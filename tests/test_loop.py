@@ -50,14 +50,17 @@ def test_every_algorithm_trains(algo, tmp_path, tiny_path):
 
 @pytest.mark.slow
 def test_micro_batching_matches_full_batch(tmp_path, tiny_path):
-    """micro_batch_size 4 x accumulation == one micro-batch of 16 (same seed, same data)."""
+    """micro_batch_size 4, or micro-batches of at most 150 padded tokens with logits in chunks of 16 tokens,
+    x accumulation == one micro-batch of 16 (same seed, same data)."""
     outs = []
-    for mbs in (16, 4):
+    for name, extra in [("mbs16", ["train.micro_batch_size=16"]), ("mbs4", ["train.micro_batch_size=4"]),
+                        ("tok150", ["train.max_micro_batch_tokens=150", "train.logit_chunk_tokens=16"])]:
         cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}",
-                                f"name=mbs{mbs}", f"train.micro_batch_size={mbs}", *FAST])
+                                f"name={name}", *extra, *FAST])
         outs.append(_params(run(cfg) / "checkpoint" / "final"))
-    for k in outs[0]:
-        torch.testing.assert_close(outs[0][k], outs[1][k], rtol=1e-4, atol=1e-6)
+    for other in outs[1:]:
+        for k in outs[0]:
+            torch.testing.assert_close(outs[0][k], other[k], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
