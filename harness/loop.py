@@ -193,8 +193,8 @@ class RLModule(L.LightningModule):
         t0 = time.perf_counter()
         gens = self._sample(batch)
         t1 = time.perf_counter()
-        rewards = torch.tensor(self.reward([g.text for g in gens], [batch[g.prompt_index] for g in gens]),
-                               dtype=torch.float32, device=self.device)
+        rewards = torch.tensor(self.reward([g.text for g in gens], [batch[g.prompt_index] for g in gens],
+                                           [g.finish_reason for g in gens]), dtype=torch.float32, device=self.device)
         t2 = time.perf_counter()
         self._times = defaultdict(float)
         rollout, (ids, attn, T, ref_logp) = self._rollout(gens, rewards)

@@ -149,6 +149,20 @@ def test_train_data_reward_uses_math_verify():
     assert got == [1.0, 0.0]
 
 
+@pytest.mark.slow
+def test_training_reward_sees_finish_reasons(tmp_path, tiny_path, monkeypatch):
+    """The RL reward gets each response's finish reason, so a truncated one gets no last-number fallback."""
+    from harness.train_data import Reward
+
+    seen, call = [], Reward.__call__
+    monkeypatch.setattr(Reward, "__call__", lambda self, t, p, f=None: seen.append(f) or call(self, t, p, f))
+    cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}", "rollout.max_new_tokens=3",
+                            "rollout.prompts_per_step=2", "rollout.n=2", "eval.before=false", "eval.after=false",
+                            "log.progress=false"])
+    run(cfg)
+    assert len(seen) == 1 and len(seen[0]) == 4 and set(seen[0]) <= {"stop", "length"} and "length" in seen[0]
+
+
 @pytest.mark.parametrize("content,match", [
     ("", "empty file"), ('{"problem": "x"\n', "invalid JSON"),
     ('{"q": "x", "answer": "1"}\n', "no field 'problem'"),
