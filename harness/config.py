@@ -87,7 +87,7 @@ class TrainConfig:
     epochs: int = 1                     # passes over each rollout batch (PPO epochs)
     mini_batches: int = 1               # optimizer steps per epoch
     micro_batch_size: int = 64          # most rows per forward/backward (gradient accumulation)
-    max_micro_batch_tokens: int = 4096  # most rows x (longest prompt + response) per forward/backward (0: no limit)
+    max_micro_batch_tokens: int = 2048  # most rows x (longest prompt + response) per forward/backward (0: no limit)
     logit_chunk_tokens: int = 1024      # most response tokens with full-vocabulary logits at once (0: no chunks)
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
     keep_last: bool = False             # keep checkpoint/last (optimizer state) once the run finished
