@@ -34,6 +34,34 @@ def collate(gens, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torc
     return ids.to(device), attn.to(device), attn[:, P:].float().to(device), T
 
 
+ACTIVATION_BUDGET = 2048 * 576 * 30  # tokens x hidden size x layers: 2048 tokens on SmolLM2-135M (7.4 GB peak
+#                                      for an 8 x 8 x 128 PRL step on a 24 GB CPU machine, scripts/bench_step.py)
+
+
+def auto_token_budget(config) -> int:
+    """``train.max_micro_batch_tokens`` when unset: activation memory per token grows with hidden size x layers,
+    so the budget is :data:`ACTIVATION_BUDGET` / (hidden size x layers); 0 (no limit) when that exceeds 64k
+    tokens (the built-in ``tiny`` model: its default batch stays in one pass, as before the budget existed).
+
+    A rule of thumb sized for a 24 GB CPU machine: set the budget for your accelerator's memory.
+    """
+    per_token = getattr(config, "hidden_size", 0) * getattr(config, "num_hidden_layers", 0)
+    if not per_token:  # a config without these fields: no limit
+        return 0
+    budget = ACTIVATION_BUDGET // per_token
+    return 0 if budget > 65536 else max(budget, 1)
+
+
+LOGIT_BUDGET = 1024 * 49152  # logits elements at once (200 MB in float32): 1024 tokens at SmolLM2's vocabulary
+
+
+def auto_logit_chunk(config) -> int:
+    """``train.logit_chunk_tokens`` when unset: :data:`LOGIT_BUDGET` / vocabulary size tokens, 0 (one full forward,
+    no chunks) past 64k tokens (small vocabularies such as ``tiny``'s, whose runs stay bit-identical)."""
+    vocab = getattr(config, "vocab_size", 0)
+    return 0 if not vocab or LOGIT_BUDGET // vocab > 65536 else LOGIT_BUDGET // vocab
+
+
 def plan_micro_batches(attn: torch.Tensor, rows: torch.Tensor, T: int, *, max_rows: int,
                        max_tokens: int) -> list[torch.Tensor]:
     """Split ``rows`` into micro-batches of at most ``max_rows`` rows and ``max_tokens`` padded tokens.

@@ -87,8 +87,10 @@ class TrainConfig:
     epochs: int = 1                     # passes over each rollout batch (PPO epochs)
     mini_batches: int = 1               # optimizer steps per epoch
     micro_batch_size: int = 64          # most rows per forward/backward (gradient accumulation)
-    max_micro_batch_tokens: int = 2048  # most rows x (longest prompt + response) per forward/backward (0: no limit)
-    logit_chunk_tokens: int = 1024      # most response tokens with full-vocabulary logits at once (0: no chunks)
+    max_micro_batch_tokens: Optional[int] = None  # most rows x (longest prompt + response) per forward/backward
+    #                                   (0: no limit; None: from the model's size, harness.batching.auto_token_budget)
+    logit_chunk_tokens: Optional[int] = None  # most response tokens with full-vocabulary logits at once
+    #                                   (0: no chunks; None: from the vocabulary, harness.batching.auto_logit_chunk)
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
     keep_last: bool = False             # keep checkpoint/last (optimizer state) once the run finished
     max_bad_steps: int = 5              # stop after this many consecutive non-finite loss/gradient steps
@@ -102,8 +104,10 @@ class TrainConfig:
         _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs)
         _check(self.mini_batches >= 1, "train.mini_batches", ">= 1", self.mini_batches)
         _check(self.micro_batch_size >= 1, "train.micro_batch_size", ">= 1", self.micro_batch_size)
-        _check(self.max_micro_batch_tokens >= 0, "train.max_micro_batch_tokens", ">= 0", self.max_micro_batch_tokens)
-        _check(self.logit_chunk_tokens >= 0, "train.logit_chunk_tokens", ">= 0", self.logit_chunk_tokens)
+        _check(self.max_micro_batch_tokens is None or self.max_micro_batch_tokens >= 0, "train.max_micro_batch_tokens",
+               ">= 0 or null (from the model)", self.max_micro_batch_tokens)
+        _check(self.logit_chunk_tokens is None or self.logit_chunk_tokens >= 0, "train.logit_chunk_tokens",
+               ">= 0 or null (from the vocabulary)", self.logit_chunk_tokens)
         _check(self.save_every >= 0, "train.save_every", ">= 0", self.save_every)
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
         object.__setattr__(self, "betas", tuple(self.betas))  # frozen: set once, here

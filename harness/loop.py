@@ -36,7 +36,7 @@ from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
 from common.errors import HarnessError
 from harness import stop
-from harness.batching import collate, micro_inputs, pad_right, plan_micro_batches
+from harness.batching import auto_logit_chunk, auto_token_budget, collate, micro_inputs, pad_right, plan_micro_batches
 from harness.rollout import SamplingParams
 from harness.steps import entropy_share, step_loader, step_metrics, token_logp_entropy  # noqa: F401
 from harness.train_data import prompt_of
@@ -79,6 +79,10 @@ class RLModule(L.LightningModule):
         self.stopped_by: int | None = None   # the signal that stopped training early, if any
         if ref is not None:
             ref.requires_grad_(False).eval()
+        t = cfg.train  # memory settings; unset, they follow the model (harness.batching)
+        self._token_budget = auto_token_budget(policy.config) if t.max_micro_batch_tokens is None \
+            else t.max_micro_batch_tokens
+        self._logit_chunk = auto_logit_chunk(policy.config) if t.logit_chunk_tokens is None else t.logit_chunk_tokens
         self._newline_ids = None
         self._times: dict[str, float] = defaultdict(float)  # this step's seconds per phase (time_*_s metrics)
 
@@ -142,14 +146,14 @@ class RLModule(L.LightningModule):
 
     # ------------------------------------------------------------------ rollout
     def _micro_batches(self, attn, rows, T) -> list[torch.Tensor]:
-        t = self.cfg.train
-        return plan_micro_batches(attn, rows, T, max_rows=t.micro_batch_size, max_tokens=t.max_micro_batch_tokens)
+        return plan_micro_batches(attn, rows, T, max_rows=self.cfg.train.micro_batch_size,
+                                  max_tokens=self._token_budget)
 
     def _logp(self, model, ids, attn, micro, T, *, with_entropy=False, entropy_grad=False):
         """``(logp [m, T], entropy [m, T] or None)`` of rows ``micro``, cut to their own padding."""
         m_ids, m_attn, m_T = micro_inputs(ids, attn, micro, T)
         logp, ent = token_logp_entropy(model, m_ids, m_attn, m_T, with_entropy=with_entropy,
-                                       chunk_tokens=self.cfg.train.logit_chunk_tokens, entropy_grad=entropy_grad)
+                                       chunk_tokens=self._logit_chunk, entropy_grad=entropy_grad)
         return pad_right(logp, T), pad_right(ent, T)
 
     @torch.no_grad()
