@@ -12,6 +12,8 @@ warm-started one stops early at varied lengths, as RL rollouts do. The transform
 
     python scripts/bench_rollout.py                       # untrained tiny architecture
     python scripts/bench_rollout.py --model tiny --prompts 64 --n 8 --max-new-tokens 96 --threads 1
+    # the real model on arith_word chat prompts, with the share of the machine's matmul rate each engine reaches
+    python scripts/bench_rollout.py --model smollm2-135m --prompts 8 --n 8 --max-new-tokens 48 --threads 2
     # GPU: a random ~100M-parameter Llama (hidden 768, 14 layers; the tiny character vocabulary),
     # plain generate vs static-cache generate vs the kv sampler
     python scripts/bench_rollout.py --model random:768x14 --device cuda --dtype bfloat16 \
@@ -65,6 +67,31 @@ def random_llama(shape: str):
     return build_tiny_model(tok, spec), tok
 
 
+def matmul_gflops(threads: int | None, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's own float32 matrix-multiply rate (GFLOP/s, best of ``repeats``) on the benchmark's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def task_prompts(tok, task: str, count: int) -> list[str]:
+    """``arith`` plain prompts (the tiny model's task) or ``arith_word`` chat prompts (a real instruct model's)."""
+    if task == "auto":
+        task = "arith_word" if getattr(tok, "chat_template", None) else "arith"
+    if task == "arith":
+        return [plain_prompt(p.problem) for p in itertools.islice(train_stream(seed=0), count)]
+    from benchmarks.arith_word import train_problems
+    from benchmarks.spec import paper_prompt
+    return [paper_prompt(p.problem, tok) for p in train_problems("bench-rollout", count)]
+
+
 def timed(engine, prompts, params) -> tuple[float, int]:
     """Seconds and generated tokens of one ``generate`` call."""
     t0 = time.perf_counter()
@@ -91,6 +118,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads for both engines (default: torch's for transformers, 1 for vLLM)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per engine (median kept)")
+    ap.add_argument("--task", default="auto", choices=["auto", "arith", "arith_word"],
+                    help="prompts: arith (plain), arith_word (chat); auto: arith_word when the tokenizer has a "
+                         "chat template")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,7 +137,7 @@ def main() -> None:
         model, tok = load_model(args.model)
     model = model.to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    prompts = [plain_prompt(p.problem) for p in itertools.islice(train_stream(seed=0), args.prompts)]
+    prompts = task_prompts(tok, args.task, args.prompts)
     params = SamplingParams(n=args.n, temperature=args.temperature,
                             max_new_tokens=args.max_new_tokens, seed=0)
     warm = dataclasses.replace(params, n=1, max_new_tokens=8)
@@ -142,8 +172,12 @@ def main() -> None:
             secs, tokens = timed(engine, prompts, params)
             runs[name].append(tokens / secs)
     rate = {name: statistics.median(r) for name, r in runs.items()}
+    gflops = matmul_gflops(args.threads) if args.device == "cpu" else None
     for name, r in runs.items():
-        print(f"{name:>9}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)})")
+        share = f", {2 * n_params * rate[name] / 1e9 / gflops:.0%} of the matmul rate" if gflops else ""
+        print(f"{name:>9}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)}){share}")
+    if gflops:
+        print(f"float32 {2048}x{2048} matmul: {gflops:.0f} GFLOP/s (decode counted as 2 x parameters FLOPs a token)")
     ref = names[0]
     print(", ".join(f"{name} / {ref}: {rate[name] / rate[ref]:.2f}x" for name in names[1:]))
     if "kv" in rate and "vllm" in rate:
@@ -153,7 +187,7 @@ def main() -> None:
     if args.json:
         import json
         Path(args.json).write_text(json.dumps({"args": vars(args), "params": n_params, "runs": runs,
-                                               "tokens_per_s": rate}, indent=2))
+                                               "tokens_per_s": rate, "matmul_gflops": gflops}, indent=2))
 
 
 if __name__ == "__main__":
