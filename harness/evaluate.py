@@ -98,16 +98,7 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
     """
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p,
                             max_new_tokens=max_new_tokens, seed=seed)   # validates
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise HarnessError(f"eval batch_size must be a positive integer (got {batch_size!r})")
-    if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
-        raise HarnessError(f"eval max_batch_tokens must be a positive integer (got {max_batch_tokens!r})")
-    if too_long not in TOO_LONG:
-        raise HarnessError(f"eval too_long must be one of {', '.join(TOO_LONG)} (got {too_long!r})")
-    context = getattr(engine, "max_context", None) or getattr(engine, "max_model_len", None)   # hf | vllm
-    if context is not None and context <= max_new_tokens:
-        raise HarnessError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the "
-                           f"model's context ({context} tokens)")
+    context = _check_chunking(engine, batch_size, max_batch_tokens, too_long, max_new_tokens)
     problems = dict(problems or {})
     for b in bench_names:  # load (and validate) everything before sampling anything
         if b not in problems:
@@ -132,6 +123,21 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
     finally:
         if own_grader:
             grader.close()
+
+
+def _check_chunking(engine, batch_size, max_batch_tokens, too_long: str, max_new_tokens: int) -> int | None:
+    """Validate the chunking settings; returns the engine's context length (None: unknown)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HarnessError(f"eval batch_size must be a positive integer (got {batch_size!r})")
+    if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+        raise HarnessError(f"eval max_batch_tokens must be a positive integer (got {max_batch_tokens!r})")
+    if too_long not in TOO_LONG:
+        raise HarnessError(f"eval too_long must be one of {', '.join(TOO_LONG)} (got {too_long!r})")
+    context = getattr(engine, "max_context", None) or getattr(engine, "max_model_len", None)   # hf | vllm
+    if context is not None and context <= max_new_tokens:
+        raise HarnessError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the "
+                           f"model's context ({context} tokens)")
+    return context
 
 
 @contextlib.contextmanager
@@ -212,16 +218,7 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
                            "or a lower max_new_tokens")
     chunks = token_batches(lengths, params.max_new_tokens, chunking["max_batch_tokens"],
                            max_rows=chunking["batch_size"], weight=n)
-    bench_dir.mkdir(parents=True, exist_ok=True)
-    merged_path = bench_dir / "samples.jsonl"
-    samples_path = merged_path if world == 1 else bench_dir / f"samples.rank{rank}.jsonl"
-    done: dict[str, list[dict]] = {}
-    if resume and samples_path.exists():
-        done = _load_done(samples_path, n, {p.id for p in problems})
-    else:
-        samples_path.unlink(missing_ok=True)
-    if world > 1 and resume and merged_path.exists():  # complete problems merged by an earlier run
-        done.update({k: v for k, v in _load_done_readonly(merged_path, n, {p.id for p in problems}).items()})
+    samples_path, done = _samples_file(bench_dir, n, {p.id for p in problems}, resume, shard)
     t0 = time.time()
     bar = tqdm(total=len(problems) * n, initial=sum(len(v) for v in done.values()), desc=bench,
                unit="sample", disable=not progress, dynamic_ncols=True, mininterval=1.0)
@@ -260,6 +257,23 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
     _warn_too_long(bench, skipped, truncated, chunking["max_prompt_tokens"])
     atomic_write_json(bench_dir / "summary.json", summary)
     return summary
+
+
+def _samples_file(bench_dir: Path, n: int, ids: set[str], resume: bool,
+                  shard: tuple[int, int]) -> tuple[Path, dict[str, list[dict]]]:
+    """This rank's samples file and the complete problems already in it (resume), else an emptied file."""
+    rank, world = shard
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    merged_path = bench_dir / "samples.jsonl"
+    samples_path = merged_path if world == 1 else bench_dir / f"samples.rank{rank}.jsonl"
+    done: dict[str, list[dict]] = {}
+    if resume and samples_path.exists():
+        done = _load_done(samples_path, n, ids)
+    else:
+        samples_path.unlink(missing_ok=True)
+    if world > 1 and resume and merged_path.exists():  # complete problems merged by an earlier run
+        done.update(_load_done_readonly(merged_path, n, ids))
+    return samples_path, done
 
 
 def _warn_too_long(bench: str, skipped: list[str], truncated: list[str], limit: int | None) -> None:
