@@ -8,8 +8,9 @@ shard of the step's global batch.
 Every :class:`TrainProblem` names the benchmark (``bench``) whose prompt and grader it uses: the same
 :class:`benchmarks.BenchmarkSpec` prompt and :class:`benchmarks.grading.Grader` options evaluation uses.
 The sources are registry entries (``TRAIN_SOURCES``): ``arith`` (the built-in stream, graded as
-``arith``), ``arith_word`` (its story-problem form for real instruct models) and ``file`` (a local file or hub dataset of math problems, graded as ``math500``). Adding a
-training set is one class here or in a new module, registered under its name.
+``arith``), ``arith_word`` (its story-problem form for real instruct models) and ``file`` (a local file or hub
+dataset of math problems, graded as ``math500``). Adding a training set is one class (``from_config`` and
+``batch``) here or in a new module, registered under its name; ``--train-data NAME`` then selects it.
 
     python -c "from harness.train_data import ArithSource; print(ArithSource(0, 2).batch(0))"
 """
@@ -64,6 +65,10 @@ class ArithSource:
         self.seed, self.per_rank = seed, per_rank
         self.cfg = ArithConfig(min_ops=min_ops, max_ops=max_ops)
 
+    @classmethod
+    def from_config(cls, data_cfg, seed: int, per_rank: int) -> "ArithSource":
+        return cls(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
+
     def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
         from benchmarks.arith import _random_expr, is_test_side, make_problem
 
@@ -88,6 +93,10 @@ class ArithWordSource:
     def __init__(self, seed: int, per_rank: int) -> None:
         self.seed, self.per_rank = seed, per_rank
 
+    @classmethod
+    def from_config(cls, data_cfg, seed: int, per_rank: int) -> "ArithWordSource":
+        return cls(seed, per_rank)
+
     def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
         from benchmarks.arith_word import train_problems
 
@@ -95,9 +104,6 @@ class ArithWordSource:
         out = [TrainProblem(f"arith_word-train-{step}-{i}", p.problem, p.answer, "arith_word")
                for i, p in enumerate(drawn)]
         return out[rank * self.per_rank:(rank + 1) * self.per_rank]
-
-
-BUILTIN_SOURCES = ("arith", "arith_word")  # names data.train_data accepts besides a file or hub id
 
 
 @TRAIN_SOURCES.register("file")
@@ -114,6 +120,11 @@ class FileSource:
         self.seed, self.per_rank, self.bench = seed, per_rank, bench
         self.rows = _load_rows(source, split, problem_field, answer_field)
         self._perms: dict[int, list[int]] = {}
+
+    @classmethod
+    def from_config(cls, data_cfg, seed: int, per_rank: int) -> "FileSource":
+        return cls(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
+                   problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)
 
     def _perm(self, epoch: int) -> list[int]:
         if epoch not in self._perms:
@@ -188,11 +199,9 @@ def _check_jsonl(path: Path) -> None:
 
 
 def build_source(data_cfg, seed: int, per_rank: int):
-    """The run's training source: ``arith`` without ``data.train_data``, a built-in source by name
-    (``arith``, ``arith_word``), else ``file`` (a local file or hub dataset)."""
-    if data_cfg.train_data in (None, "arith"):
-        return TRAIN_SOURCES.get("arith")(seed, per_rank, data_cfg.arith_min_ops, data_cfg.arith_max_ops)
-    if data_cfg.train_data == "arith_word":
-        return TRAIN_SOURCES.get("arith_word")(seed, per_rank)
-    return TRAIN_SOURCES.get("file")(data_cfg.train_data, seed, per_rank, split=data_cfg.train_split,
-                                     problem_field=data_cfg.problem_field, answer_field=data_cfg.answer_field)
+    """The run's training source: ``arith`` without ``data.train_data``, a registered source by name
+    (``arith``, ``arith_word``, ...), else ``file`` (``data.train_data`` is a local file or hub dataset)."""
+    name = data_cfg.train_data or "arith"
+    if name == "file" or name not in TRAIN_SOURCES:
+        name = "file"
+    return TRAIN_SOURCES.get(name).from_config(data_cfg, seed, per_rank)

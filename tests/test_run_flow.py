@@ -138,3 +138,19 @@ def test_every_training_source_is_graded_by_its_benchmark(name, tmp_path):
     with Grader() as grader:
         got = Reward(grader)([f"so \\boxed{{{p.answer}}}" for p in batch] + ["\\boxed{x}"], [*batch, batch[0]])
     assert got == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_a_registered_training_source_is_selected_by_name(monkeypatch):
+    """Adding a training set is one registered class: ``data.train_data=NAME`` builds it, nothing else changes."""
+    from types import SimpleNamespace
+
+    from harness.train_data import TRAIN_SOURCES, ArithWordSource, build_source
+
+    class Extra(ArithWordSource):
+        pass
+
+    monkeypatch.setitem(TRAIN_SOURCES._items, "extra_task", Extra)
+    cfg = SimpleNamespace(train_data="extra_task")
+    assert type(build_source(cfg, seed=0, per_rank=2)) is Extra
+    assert type(build_source(SimpleNamespace(train_data=None, arith_min_ops=1, arith_max_ops=1), 0, 2)).__name__ \
+        == "ArithSource"

@@ -31,8 +31,11 @@ def add_common_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="RL steps (train.steps)")
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--data-dir", help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
-    p.add_argument("--train-data", help="RL prompts with gold answers: arith (default), arith_word "
-                   "(word problems for real models), a hub id or a .jsonl/.parquet file")
+    from harness.train_data import TRAIN_SOURCES
+
+    builtin = ", ".join(n for n in TRAIN_SOURCES.names() if n != "file")
+    p.add_argument("--train-data", help=f"RL prompts with gold answers: a training source ({builtin}; default "
+                   "arith), a hub id or a .jsonl/.parquet file")
     p.add_argument("--engine", help="rollout engine: hf (default) or vllm")
     p.add_argument("--devices", type=int, help="processes per node (trainer.devices)")
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, fsdp")
