@@ -47,6 +47,7 @@ class DataConfig:
     answer_field: str = "answer"        # field of the gold answer in train_data
     arith_min_ops: int = 2              # arith training problems: fewest operations
     arith_max_ops: int = 2              # arith training problems: most operations
+    word_max_steps: int = 2             # arith_word training problems: most steps (its test split keeps 1-2)
 
 
 @dataclass(frozen=True)

@@ -90,17 +90,20 @@ class ArithWordSource:
     and rank ``r`` takes its slice; test-side problems are rejected, so none of the fixed test split is trained on.
     """
 
-    def __init__(self, seed: int, per_rank: int) -> None:
+    def __init__(self, seed: int, per_rank: int, max_steps: int = 2) -> None:
+        from benchmarks.arith_word import WordConfig
+
         self.seed, self.per_rank = seed, per_rank
+        self.cfg = WordConfig(max_steps=max_steps)  # validates
 
     @classmethod
     def from_config(cls, data_cfg, seed: int, per_rank: int) -> "ArithWordSource":
-        return cls(seed, per_rank)
+        return cls(seed, per_rank, data_cfg.word_max_steps)
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> list[TrainProblem]:
         from benchmarks.arith_word import train_problems
 
-        drawn = train_problems(f"arith_word-train-{self.seed}-{step}", self.per_rank * world)
+        drawn = train_problems(f"arith_word-train-{self.seed}-{step}", self.per_rank * world, self.cfg)
         out = [TrainProblem(f"arith_word-train-{step}-{i}", p.problem, p.answer, "arith_word")
                for i, p in enumerate(drawn)]
         return out[rank * self.per_rank:(rank + 1) * self.per_rank]

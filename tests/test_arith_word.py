@@ -68,7 +68,7 @@ def test_source_is_seeded_rank_sliced_and_selected_by_name():
     two = ArithWordSource(3, 2)
     assert two.batch(5, 0, 2) + two.batch(5, 1, 2) == one.batch(5)[:2] + one.batch(5)[2:]
     assert all(p.bench == "arith_word" for p in one.batch(0))
-    cfg = SimpleNamespace(train_data="arith_word", arith_min_ops=2, arith_max_ops=2)
+    cfg = SimpleNamespace(train_data="arith_word", arith_min_ops=2, arith_max_ops=2, word_max_steps=2)
     assert isinstance(build_source(cfg, 0, 2), ArithWordSource)
 
 
@@ -77,3 +77,18 @@ def test_source_is_seeded_rank_sliced_and_selected_by_name():
 def test_bad_config(kwargs, match):
     with pytest.raises(HarnessError, match=match):
         WordConfig(**kwargs)
+
+
+def test_training_steps_setting_limits_the_problems_and_stays_off_the_test_side():
+    """``data.word_max_steps=1``: one-step training stories only (an easier task for a weak model), still none
+    of them on the test side; 0 steps is a one-line error."""
+    from benchmarks.arith_word import fixed_test_split
+    from harness.train_data import ArithWordSource
+
+    src = ArithWordSource(seed=0, per_rank=64, max_steps=1)
+    problems = [p for s in range(4) for p in src.batch(s)]
+    assert problems and all("Then " not in p.problem for p in problems)
+    assert {p.problem for p in problems}.isdisjoint({p.problem for p in fixed_test_split()})
+    assert any("Then " in p.problem for p in ArithWordSource(seed=0, per_rank=64).batch(0))
+    with pytest.raises(HarnessError, match="min_steps"):
+        ArithWordSource(seed=0, per_rank=2, max_steps=0)

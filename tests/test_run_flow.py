@@ -150,7 +150,7 @@ def test_a_registered_training_source_is_selected_by_name(monkeypatch):
         pass
 
     monkeypatch.setitem(TRAIN_SOURCES._items, "extra_task", Extra)
-    cfg = SimpleNamespace(train_data="extra_task")
+    cfg = SimpleNamespace(train_data="extra_task", word_max_steps=2)
     assert type(build_source(cfg, seed=0, per_rank=2)) is Extra
     assert type(build_source(SimpleNamespace(train_data=None, arith_min_ops=1, arith_max_ops=1), 0, 2)).__name__ \
         == "ArithSource"
