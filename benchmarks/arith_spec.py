@@ -84,6 +84,6 @@ def word_to_problem(index: int, item: WordProblem) -> Problem:
 ARITH_WORD = ArithWordSpec(
     name="arith_word", hub_id=None, hub_config=None, hub_split="test", fields={},
     to_problem=lambda row: word_to_problem(0, WordProblem(**row)),
-    n_expected=WordConfig().test_size, grading=GradingOptions(last_number=True),
+    n_expected=WordConfig().test_size, grading=GradingOptions(),   # stated or boxed answers only (no last number)
     citation="synthetic one- and two-step word problems (GSM8K-like, RandomCalculation-style generation)",
     notes="fixed, leakage-free test split; ids arith_word-0000...; for real instruct models; Math-Verify grading")

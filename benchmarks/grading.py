@@ -41,11 +41,13 @@ rules live in :mod:`benchmarks.answer_forms`; "could wrongly accept" names each 
    if ..."), read as 5.
 5. **No answer, no credit**: without a box or a statement the response is incorrect, whatever number
    comes last (a response cut off mid-reasoning, or candidates listed without a choice). Only
-   ``last_number`` benchmarks (``gsm8k``: its published convention; ``arith_word``: GSM8K-like story
-   problems) fall back to the last number of the text, and only for a finished response:
-   ``finish_reason == "length"`` never gets the fallback (``None``, unknown, counts as finished, which
-   keeps old callers working). Could wrongly accept: a GSM8K response whose last number is a
-   by-product equal to the gold.
+   ``last_number`` benchmarks (``gsm8k``: its published convention) fall back to the last number of the
+   text, and only for a finished response: ``finish_reason == "length"`` never gets the fallback
+   (``None``, unknown, counts as finished, which keeps old callers working). Could wrongly accept: a
+   GSM8K response whose last number is a by-product equal to the gold; on SmolLM2-135M at T=1.0, 3 of
+   its 4 credited GSM8K responses were incoherent text with a stray number (results/smollm2-135m-base).
+   ``arith_word`` (an RL reward, too) does not fall back: at T=1.0, 8 of that model's 9 credited
+   responses came from the fallback, 4 of them incoherent; a reward must not pay for a stray number.
 6. **Quantities** (all benchmarks, when the gold is one plain number): ``1.45 million``, ``2
    thousand``, ``\\$1,450,000``, ``1{,}450{,}000``, ``€25``, ``12 apples`` are read as numbers and
    compared in Python (exact, or Math-Verify's 6 decimals) without Math-Verify, also the fast path

@@ -121,7 +121,8 @@ CLASSES: dict[str, list[tuple[str, str, str, bool, str | None]]] = {
         ("gsm8k", "18", "She makes 9 * 2 = 18 dollars.", True, "stop"),
         ("gsm8k", "18", "She makes 9 * 2 = 18 dollars.", True, None),
         ("gsm8k", "18", "The answer is 18. Then", True, "length"),
-        ("arith_word", "12", "Mia has 12 apples now.", True, "stop"),
+        ("arith_word", "12", "Mia has 12 apples now.", False, "stop"),   # a reward pays for no stray number
+        ("arith_word", "12", "Mia has 7 + 5 = 12 apples. The answer is 12.", True, "stop"),
         ("math500", "7", boxed("7") + " Let me double-check this by", True, "length"),
     ],
     "6 quantities": [
