@@ -55,7 +55,9 @@ rules live in :mod:`benchmarks.answer_forms`; "could wrongly accept" names each 
    accept: a number followed by a word that changes it ("5 less than x").
 7. **The last box wins**: earlier ``\\boxed{}`` that are not part of the final run of boxes
    (``$\\boxed{2}$ and $\\boxed{3}$``) are un-boxed before parsing (:func:`keep_last_boxed_run`),
-   so "\\boxed{2} ... wait, \\boxed{3}" is graded as 3 (Math-Verify alone reads {2, 3}).
+   so "\\boxed{2} ... wait, \\boxed{3}" is graded as 3 (Math-Verify alone reads {2, 3}). An empty box
+   (``\\boxed{}``, the instruction echoed: "my answer within \\boxed{}") states nothing and is dropped
+   first; Math-Verify would otherwise take any number of the text (seen on SmolLM2-135M at T=1.0).
 8. **Integer fast path** (``integer_only``, on for ``arith``, the training reward): the content of
    the last ``\\boxed{...}`` is compared exactly to an integer gold in this process, without
    Math-Verify or IPC. No box, or a box that is not an integer literal, is incorrect.
@@ -97,6 +99,7 @@ from benchmarks.registry import BENCHMARKS
 from common.errors import HarnessError
 
 TAIL_CHARS = 4000            # only the end of a response is parsed (the final answer lives there)
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")   # rule 7: an empty box states nothing
 EXTRACTED_MAX_CHARS = 1000   # cap on the recorded extracted answer
 WORKER_MEMORY_BYTES = 3 << 30
 
@@ -200,7 +203,7 @@ def grade_one(response: str, gold: str, opts: GradingOptions = GradingOptions(),
     from math_verify import parse, verify
     if isinstance(opts, bool):                # the old signature grade_one(response, gold, sci)
         opts = GradingOptions(sci_notation=opts)
-    text = keep_last_boxed_run(response[-TAIL_CHARS:])
+    text = keep_last_boxed_run(_EMPTY_BOX.sub("", response[-TAIL_CHARS:]))
     where, answer = forms.locate_answer(text, opts.last_number, finish_reason)
     if where is None:
         return False, None

@@ -110,6 +110,9 @@ CLASSES: dict[str, list[tuple[str, str, str, bool, str | None]]] = {
         ("gsm8k", "41", "the answer is 42 because 6*7 = 42, not 41", False, None),
     ],
     "5 no answer": [
+        ("olympiadbench", "2", "To complete the reasoning within \\boxed{}, we take 1 + 1 = 2 steps and more text.",
+         False, "length"),                                   # an empty box states nothing (rule 7)
+        ("math500", "5", "I put my answer within \\boxed{}. The answer is 5.", True, "stop"),
         ("math500", "14", "Then we compute 3+4 = 7, and then 7*2 = 14", False, "length"),
         ("math500", "5", "The possible values are 3 and 5", False, "stop"),
         ("math500", "5", "So x could be 3 or 5. Let me check which one", False, "length"),
