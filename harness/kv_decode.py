@@ -201,6 +201,9 @@ class KVDecoder:
             ``tokens`` [B, T] long (T <= max_new_tokens; pad after a row's EOS) and, with
             ``return_logprobs``, ``logprobs`` [B, T] float32: log-softmax of the raw (unscaled) logits
             at each sampled token.
+
+        Kept as one function (86 lines): it is the decoding loop, and the buffers it grows and the rows it
+        drops are shared by every line of it; split up, each decode step would pass them through several calls.
         """
         model = self.model
         device = model.lm_head.weight.device

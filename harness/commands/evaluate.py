@@ -133,6 +133,7 @@ def _positive(name: str, value, allow_none: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate everything and load, then write: one function so the line between the two stays visible."""
     import torch
 
     from benchmarks import get_benchmark, resolve_benchmarks
