@@ -35,6 +35,7 @@ _PROSE = re.compile(r"[a-z][a-z\s,'-]*")     # "consistent", "correct as stated"
 _NOT = re.compile(r"(?:not|never|no longer)\b", re.IGNORECASE)
 _CONNECTOR = re.compile(r"\s*\$?\s*(?:,|,?\s*and|,?\s*or)?\s*\$?\s*")
 _MATH_OPEN = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 _SCALE = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
@@ -237,8 +238,10 @@ def keep_last_boxed_run(text: str) -> str:
 
     Math-Verify merges ``\\boxed{2}, but wait ... \\boxed{3}`` into the set {2, 3}; the answer a
     model finally commits to is its last box (Qwen's rule), while ``$\\boxed{2}$ and $\\boxed{3}$``
-    stays a two-element answer.
+    stays a two-element answer. An empty box (the instruction echoed: "within \\boxed{}") states nothing and
+    is dropped first.
     """
+    text = _EMPTY_BOX.sub("", text)
     spans = boxed_spans(text)
     if len(spans) < 2:
         return text

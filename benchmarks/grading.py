@@ -93,13 +93,12 @@ from decimal import Decimal
 from typing import Sequence
 
 from benchmarks import answer_forms as forms
-from benchmarks.answer_forms import boxed_spans, keep_last_boxed_run, last_boxed  # noqa: F401 (re-exported)
+from benchmarks.answer_forms import keep_last_boxed_run, last_boxed  # noqa: F401 (last_boxed re-exported)
 from benchmarks.pool import TimeoutPool
 from benchmarks.registry import BENCHMARKS
 from common.errors import HarnessError
 
 TAIL_CHARS = 4000            # only the end of a response is parsed (the final answer lives there)
-_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")   # rule 7: an empty box states nothing
 EXTRACTED_MAX_CHARS = 1000   # cap on the recorded extracted answer
 WORKER_MEMORY_BYTES = 3 << 30
 
@@ -201,9 +200,7 @@ def grade_one(response: str, gold: str, opts: GradingOptions = GradingOptions(),
               finish_reason: str | None = None) -> tuple[bool, str | None]:
     """Grade one response (runs inside a worker; no timeout of its own). Rules: the module docstring."""
     from math_verify import parse, verify
-    if isinstance(opts, bool):                # the old signature grade_one(response, gold, sci)
-        opts = GradingOptions(sci_notation=opts)
-    text = keep_last_boxed_run(_EMPTY_BOX.sub("", response[-TAIL_CHARS:]))
+    text = keep_last_boxed_run(response[-TAIL_CHARS:])
     where, answer = forms.locate_answer(text, opts.last_number, finish_reason)
     if where is None:
         return False, None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
-from benchmarks.grading import GradingOptions, last_boxed
+from benchmarks.answer_forms import last_boxed
+from benchmarks.grading import GradingOptions
 from benchmarks.spec import BenchmarkSpec, Problem, RowError, require
 
 STR, INT, LIST = (str,), (int,), (list,)

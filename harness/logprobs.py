@@ -72,27 +72,23 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
 
 def _chunk(head, transform, h, targets, with_entropy: bool, entropy_grad: bool):
     """``(logp [n], entropy [n] or None)`` of ``n`` hidden states ``h [n, H]`` and their next tokens."""
-    logits = transform(head(h)).float()                                        # [n, V]
-    logz = torch.logsumexp(logits, dim=-1)                                     # [n]
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    if not with_entropy:
-        return logp, None
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        probs = torch.softmax(logits, dim=-1)
-        entropy = logz - (probs * logits).sum(-1)
-    return logp, entropy
+    return _from_logits(transform(head(h)).float(), targets, with_entropy, entropy_grad)     # logits [n, V]
 
 
 def _full_forward(model, input_ids, attention_mask, position_ids, resp_len: int, with_entropy: bool):
     """The unchunked computation: the model's own ``[B, T, V]`` logits."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 logits_to_keep=resp_len + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()                                        # [B, T, V]
-    targets = input_ids[:, -resp_len:]                                         # [B, T]
-    logz = torch.logsumexp(logits, dim=-1)                                     # [B, T]
+    return _from_logits(out.logits[:, :-1].float(), input_ids[:, -resp_len:], with_entropy)  # [B, T, V], [B, T]
+
+
+def _from_logits(logits, targets, with_entropy: bool, entropy_grad: bool = True):
+    """``(logp [...], entropy [...] or None)`` of ``targets [...]`` under float32 ``logits [..., V]``."""
+    logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    entropy = None
-    if with_entropy:
+    if not with_entropy:
+        return logp, None
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         probs = torch.softmax(logits, dim=-1)
         entropy = logz - (probs * logits).sum(-1)
     return logp, entropy

@@ -38,7 +38,8 @@ from common.errors import HarnessError
 from harness import stop
 from harness.batching import auto_logit_chunk, auto_token_budget, collate, micro_inputs, pad_right, plan_micro_batches
 from harness.rollout import SamplingParams
-from harness.steps import entropy_share, step_loader, step_metrics, token_logp_entropy  # noqa: F401
+from harness.logprobs import token_logp_entropy
+from harness.steps import entropy_share, step_loader, step_metrics
 from harness.train_data import prompt_of
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from common.errors import HarnessError
+from harness import smollm2
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,8 @@ def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _smollm2_path() -> Path:
-    from harness import smollm2
-    return smollm2.model_path()
-
-
-SMOLLM2 = "smollm2-135m"
 # built-in model name -> function returning its cached directory (building it on first use)
-BUILTIN_MODELS = {TINY: tiny_model_path, SMOLLM2: _smollm2_path}
+BUILTIN_MODELS = {TINY: tiny_model_path, smollm2.NAME: smollm2.model_path}
 
 
 def builtin_model_path(name: str) -> Path | None:

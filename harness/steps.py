@@ -1,5 +1,5 @@
-"""The pieces of an RL step that need no module state: the step's logged values, the step loader (token log-probs:
-:mod:`harness.logprobs`, re-exported here).
+"""The pieces of an RL step that need no module state: the step's logged values and the step loader (token
+log-probs: :mod:`harness.logprobs`).
 
     python -c "from harness.steps import entropy_share as e; from types import SimpleNamespace as N; \
 print(e({'pg_loss': 1.0, 'entropy': 2.0}, N(entropy_coef=0.1, kl_coef=0.0)))"
@@ -12,7 +12,6 @@ import math
 import torch
 
 from algorithms.core import Rollout
-from harness.logprobs import token_logp_entropy  # noqa: F401  (re-exported)
 
 
 def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp) -> dict:

@@ -16,7 +16,7 @@ from transformers.generation.logits_process import TopPLogitsWarper
 
 from harness.hf_engine import HFEngine
 from harness.kv_decode import KVDecoder, sample_categorical, top_p_filter, unsupported_reason
-from harness.loop import token_logp_entropy
+from harness.logprobs import token_logp_entropy
 from harness.rollout import SamplingParams
 
 EOS, PAD = 1, 0
