@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import yaml
 
@@ -121,6 +121,8 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 0             # 0: same as rollout.max_new_tokens
     limit: int = 0                      # evaluate the first N problems of each benchmark (0: all)
+    bench_limit: Dict[str, int] = field(default_factory=dict)  # per-benchmark limit over `limit`, e.g.
+                                        # eval.bench_limit.gsm8k=16 (0: all of that benchmark)
     batch_size: int = 64                # most prompts per generation chunk
     max_batch_tokens: int = 32768       # prompts x n x (longest prompt + max_new_tokens) per chunk (bounds memory)
     too_long: str = "skip"              # prompts over the context minus max_new_tokens: skip (counted) | truncate (left)
@@ -128,12 +130,26 @@ class EvalConfig:
     after: bool = True                  # evaluate the trained model
     cache_base: bool = True             # reuse a shared base evaluation of the same model, data and settings
 
+    def limits(self, benches: list[str]) -> dict[str, int | None]:
+        """How many problems of each evaluated benchmark to take (None: all); a ``bench_limit`` key that
+        names no evaluated benchmark is an error (a typo would otherwise evaluate the whole set)."""
+        stray = sorted(set(self.bench_limit) - set(benches))
+        if stray:
+            raise HarnessError(f"eval.bench_limit names {', '.join(stray)}, which this run does not evaluate "
+                               f"(its benchmarks: {', '.join(benches)})")
+        return {b: self.limit_of(b) for b in benches}
+
+    def limit_of(self, bench: str) -> int | None:
+        return self.bench_limit.get(bench, self.limit) or None
+
     def __post_init__(self) -> None:
         _check(self.n >= 1, "eval.n", ">= 1", self.n)
         _check(self.temperature >= 0, "eval.temperature", ">= 0 (0 = greedy)", self.temperature)
         _check(0 < self.top_p <= 1, "eval.top_p", "in (0, 1]", self.top_p)
         _check(self.max_new_tokens >= 0, "eval.max_new_tokens", ">= 0", self.max_new_tokens)
         _check(self.limit >= 0, "eval.limit", ">= 0", self.limit)
+        for bench, n in self.bench_limit.items():
+            _check(n >= 0, f"eval.bench_limit.{bench}", ">= 0", n)
         _check(self.batch_size >= 1, "eval.batch_size", ">= 1", self.batch_size)
         _check(self.max_batch_tokens >= 1, "eval.max_batch_tokens", ">= 1", self.max_batch_tokens)
         _check(self.too_long in ("skip", "truncate"), "eval.too_long", "skip or truncate", self.too_long)

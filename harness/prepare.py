@@ -125,8 +125,8 @@ def prepare(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, la
         return None
     check_engine(cfg.rollout.engine)
     make_trainer(cfg, steps=1, quiet=True)  # checks the trainer.* settings before anything is written
-    for b in benches:
-        get_benchmark(b).load(cfg.data.data_dir, limit=cfg.eval.limit or None)
+    for b, limit in cfg.eval.limits(list(benches)).items():
+        get_benchmark(b).load(cfg.data.data_dir, limit=limit)
     source = build_source(cfg.data, cfg.seed, cfg.rollout.prompts_per_step)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     mkw = dict(dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,

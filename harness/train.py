@@ -155,19 +155,23 @@ class MetricsLog:
             self.wandb_run.log(metrics, step=metrics["step"])
 
 
-def _eval_kwargs(cfg: RunConfig) -> dict:
+def _eval_kwargs(cfg: RunConfig, bench: str) -> dict:
     e = cfg.eval
     return dict(n=e.n, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens
-                or cfg.rollout.max_new_tokens, limit=e.limit or None, seed=cfg.seed, batch_size=e.batch_size,
+                or cfg.rollout.max_new_tokens, limit=e.limit_of(bench), seed=cfg.seed, batch_size=e.batch_size,
                 max_batch_tokens=e.max_batch_tokens, too_long=e.too_long)
 
 
 def _evaluate(run: Prepared, engine, benches, out_dir: Path, grader) -> None:
+    """One :func:`harness.evaluate.evaluate` call per benchmark (each has its own ``eval.bench_limit``; the
+    sampling seeds are per benchmark, so this equals one call over all of them)."""
     from harness.evaluate import evaluate
 
     cfg = run.cfg
-    evaluate(cfg.model.name, engine, run.tokenizer, list(benches), out_dir, **_eval_kwargs(cfg),
-             data_dir=cfg.data.data_dir, grader=grader, progress=cfg.log.progress, shard=shard(), resume=run.resume)
+    for b in benches:
+        evaluate(cfg.model.name, engine, run.tokenizer, [b], out_dir, **_eval_kwargs(cfg, b),
+                 data_dir=cfg.data.data_dir, grader=grader, progress=cfg.log.progress, shard=shard(),
+                 resume=run.resume)
 
 
 def _base_key(run: Prepared, engine, grader, bench: str) -> str:
@@ -176,7 +180,7 @@ def _base_key(run: Prepared, engine, grader, bench: str) -> str:
 
     if run.digest is None:  # of the base weights: computed before any update
         run.digest = base_cache.model_digest(run.policy, run.tokenizer)
-    settings = dict(_eval_kwargs(run.cfg), engine=type(engine).__name__,
+    settings = dict(_eval_kwargs(run.cfg, bench), engine=type(engine).__name__,
                     prompt="chat_template" if getattr(run.tokenizer, "chat_template", None) else "plain")
     source = get_benchmark(bench).source(run.cfg.data.data_dir)
     return base_cache.cache_key(model=run.cfg.model.name, digest=run.digest, bench=bench, settings=settings,

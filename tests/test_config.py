@@ -46,6 +46,8 @@ def test_parse_overrides():
     (["algo.name=grpo", "train.nope=1"], "unknown config key 'train.nope'"),
     (["algo.name=grpo", "algo.eta=1"], "unknown config key 'algo.eta'"),
     (["algo.name=grpo", "train.steps=abc"], "train.steps"),
+    (["algo.name=grpo", "eval.bench_limit.gsm8k=-1"], "eval.bench_limit.gsm8k must be >= 0"),
+    (["algo.name=grpo", "eval.bench_limit.gsm8k=many"], "eval.bench_limit"),
     (["algo.name=nosuch"], "unknown algorithm 'nosuch'"),
     ([], "no algorithm given"),
 ])
@@ -72,3 +74,15 @@ def test_config_is_frozen():
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, key, 1)
     assert cfg.train.lr == 0.001 and cfg.train.betas == (0.9, 0.999)
+
+
+def test_per_benchmark_eval_limit():
+    """``eval.bench_limit.<bench>`` overrides ``eval.limit`` for one benchmark; 0 there means all of it; a key
+    naming a benchmark the run does not evaluate is an error, not a silent full evaluation."""
+    cfg = build_config({}, ["algo.name=grpo", "eval.limit=50", "eval.bench_limit.gsm8k=16",
+                            "eval.bench_limit.math500=0"])
+    assert cfg.eval.bench_limit == {"gsm8k": 16, "math500": 0}
+    assert cfg.eval.limits(["arith_word", "gsm8k", "math500"]) == {"arith_word": 50, "gsm8k": 16, "math500": None}
+    with pytest.raises(HarnessError, match=r"eval.bench_limit names gsm8k, math500, which this run does not "
+                                           r"evaluate \(its benchmarks: arith\)"):
+        cfg.eval.limits(["arith"])

@@ -57,6 +57,34 @@ def test_base_evaluation_is_shared_between_runs(tmp_path, tiny_path, monkeypatch
 
 
 @pytest.mark.slow
+def test_per_benchmark_limits_evaluate_and_cache_each_benchmark_apart(tmp_path, tiny_path, monkeypatch):
+    """``eval.bench_limit``: each benchmark is evaluated on its own number of problems, and the shared base
+    evaluation is keyed per benchmark by that number, so a run that changes one benchmark's limit reuses the
+    other's base evaluation and evaluates the changed one again."""
+    from harness import base_cache, train
+
+    monkeypatch.setattr(base_cache, "cache_root", lambda: tmp_path / "cache")
+    calls = []
+    real = train._evaluate
+    monkeypatch.setattr(train, "_evaluate", lambda run_, engine, benches, out_dir, grader: (
+        calls.append((run_.cfg.run_name, out_dir.name, list(benches))), real(run_, engine, benches, out_dir, grader)))
+    dirs = {}
+    for name, word_limit in (("a", 3), ("b", 5)):
+        cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}", f"name={name}",
+                                "data.bench=arith,arith_word", f"eval.bench_limit.arith_word={word_limit}", *SMALL])
+        dirs[name] = run(cfg)
+    assert calls == [("a", "eval_base", ["arith", "arith_word"]), ("a", "eval", ["arith", "arith_word"]),
+                     ("b", "eval_base", ["arith_word"]), ("b", "eval", ["arith", "arith_word"])]
+    for name, word_limit in (("a", 3), ("b", 5)):
+        for phase in ("eval_base", "eval"):
+            for bench, limit in (("arith", 12), ("arith_word", word_limit)):
+                rows = (dirs[name] / phase / bench / "samples.jsonl").read_text().splitlines()
+                assert len(rows) == limit * 2, (name, phase, bench)             # eval.n = 2
+                summary = json.loads((dirs[name] / phase / bench / "summary.json").read_text())
+                assert summary["settings"]["limit"] == limit
+
+
+@pytest.mark.slow
 def test_process_and_entropy_shares_are_logged(tmp_path, tiny_path):
     """Issue 11 item 7: PRL's process share is 0 while the policy equals the reference and then scales with 1/eta
     (step 1 is the same for both etas, so step 2 sees the same samples); the entropy share is 0 without the bonus."""

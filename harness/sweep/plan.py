@@ -141,12 +141,13 @@ def check_inputs(cfg, checked: set | None = None) -> None:
     from benchmarks import get_benchmark, resolve_benchmarks
     from harness.engines import check_engine
 
-    key = (cfg.data.bench, cfg.data.data_dir, cfg.eval.limit, cfg.rollout.engine)
+    key = (cfg.data.bench, cfg.data.data_dir, cfg.eval.limit, tuple(sorted(cfg.eval.bench_limit.items())),
+           cfg.rollout.engine)
     if checked is not None and key in checked:
         return
     check_engine(cfg.rollout.engine)
-    for b in resolve_benchmarks(cfg.data.bench):
-        get_benchmark(b).load(cfg.data.data_dir, limit=cfg.eval.limit or None)
+    for b, limit in cfg.eval.limits(resolve_benchmarks(cfg.data.bench)).items():
+        get_benchmark(b).load(cfg.data.data_dir, limit=limit)
     if checked is not None:
         checked.add(key)
 
