@@ -121,8 +121,7 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 0             # 0: same as rollout.max_new_tokens
     limit: int = 0                      # evaluate the first N problems of each benchmark (0: all)
-    bench_limit: Dict[str, int] = field(default_factory=dict)  # per-benchmark limit over `limit`, e.g.
-                                        # eval.bench_limit.gsm8k=16 (0: all of that benchmark)
+    bench_limit: Dict[str, int] = field(default_factory=dict)  # per bench, over `limit`: bench_limit.gsm8k=16
     batch_size: int = 64                # most prompts per generation chunk
     max_batch_tokens: int = 32768       # prompts x n x (longest prompt + max_new_tokens) per chunk (bounds memory)
     too_long: str = "skip"              # prompts over the context minus max_new_tokens: skip (counted) | truncate (left)
@@ -280,8 +279,9 @@ def config_help() -> str:
                          ("trainer", TrainerConfig), ("log", LogConfig)]:
         for line in inspect.getsource(cls).splitlines():
             m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
-            if m and not m.group(2).startswith("field("):
+            default = "{}" if m and m.group(2) == "field(default_factory=dict)" else m and m.group(2)
+            if m and not default.startswith("field("):
                 key = f"{section}.{m.group(1)}" if section else m.group(1)
-                lines.append(f"  {key:32s} {m.group(2):12s} {m.group(3) or ''}")
+                lines.append(f"  {key:32s} {default:12s} {m.group(3) or ''}")
     lines.append("  algo.<field>                     see `python -m harness ls --algo NAME`")
     return "\n".join(lines)
