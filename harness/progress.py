@@ -29,6 +29,7 @@ _QUIET_WARNINGS = (  # library warnings that say nothing actionable about a harn
     r".*isinstance\(treespec, LeafSpec\).*",           # torch/lightning pytree deprecation
     r"Found \d+ module\(s\) in eval mode.*",            # the frozen reference model, on purpose
     r".*does not have many workers.*",                  # the step "dataloader" has nothing to load
+    r".*torch\.distributed\.reduce_op.*is deprecated.*",  # vLLM's Triton dispatcher, on import
 )
 _state = {"verbose": False}
 
@@ -38,6 +39,11 @@ def add_verbosity_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars; warnings, errors and results only")
     group.add_argument("--verbose", action="store_true",
                        help="INFO lines of the harness and Lightning, all library warnings and bars")
+
+
+def is_verbose() -> bool:
+    """Whether ``--verbose`` (every library warning) is on."""
+    return _state["verbose"]
 
 
 def verbosity(args: argparse.Namespace | None) -> str:

@@ -65,26 +65,20 @@ _ENV_FOR_WORKERS = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LOCAL_WORLD_SIZE", "NUMEXP
                     "VLLM_WORKER_MULTIPROC_METHOD")
 
 
-class _DropKnownNoise(logging.Filter):
-    """Drops vLLM warnings that are expected in this setup (no tokenizer, in-place reloads)."""
-
-    NOISE = ("Chat template warmup failed", "Using None for EOS token id",
-             "RotaryEmbedding: Failed to load weights")  # its cos/sin cache is not a weight
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.NOISE)
-
-
 def _import_vllm():
-    """Import vllm in-process mode; a missing or broken install is a user error."""
+    """Import vllm in-process mode; a missing or broken install is a user error. vLLM logs errors only,
+    unless ``--verbose`` (or ``VLLM_LOGGING_LEVEL`` is set): on CPU its start-up writes some twenty warnings
+    a user cannot act on (no tcmalloc, Intel OpenMP or Triton; eager mode and chunked prefill off on purpose;
+    this engine's own handling of threads and seeds; in-place weight reloads)."""
+    from harness.progress import is_verbose
+
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core + worker in this process
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    level = os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING" if is_verbose() else "ERROR")
+    logging.getLogger("vllm").setLevel(level)  # for what it logs before it installs its own handler
     try:
         import vllm
     except ImportError as err:
         raise HarnessError(f"{MISSING_VLLM} ({err})") from None
-    for name in ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise"):
-        logging.getLogger(name).addFilter(_DropKnownNoise())
     return vllm
 
 

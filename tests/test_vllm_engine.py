@@ -92,6 +92,16 @@ def test_registered(setup):
     assert ENGINES.get("vllm") is VLLMEngine and isinstance(setup[2], VLLMEngine)
 
 
+def test_vllm_logs_errors_only_unless_verbose(setup):
+    """vLLM's start-up warnings (about twenty on CPU, none actionable) stay out of the console."""
+    import logging
+
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+    for name in ("vllm", "vllm.v1.worker.cpu_worker", "vllm.triton_utils.importing"):
+        assert not logging.getLogger(name).isEnabledFor(logging.WARNING)
+        assert logging.getLogger(name).isEnabledFor(logging.ERROR)
+
+
 def test_greedy_parity_with_transformers(setup):
     model, tok, engine = setup
     ours, ref = engine.generate(PROMPTS, GREEDY), hf_greedy(model, tok)
