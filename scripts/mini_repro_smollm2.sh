@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two runs at once share a 2-core machine (vLLM samples on 1 thread)
+export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB of KV cache per run (the default share of RAM: ~3)
 OUT=${OUT:-results/mini-repro-smollm2}
 COMMON=(--config results/mini-repro-smollm2/protocol.yaml --results-dir "$OUT" --launcher submitit-local --max-parallel 2)
 python -m harness sweep --name main --grid algo.name=prl,grpo,raftpp,rloo --seeds 0,1 "${COMMON[@]}"
