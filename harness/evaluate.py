@@ -44,6 +44,7 @@ from common.errors import HarnessError
 from common.versions import package_versions
 from harness import stop
 from harness.metrics import summarize
+from harness.progress import ticking
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from harness.rollout import SamplingParams, token_batches
 
@@ -231,16 +232,18 @@ def _evaluate_bench(model_name, engine, tokenizer, bench: str, problems: list[Pr
             if not todo:
                 continue
             chunk = [problems[i] for i in todo]
-            gens = engine.generate([prompts[i] for i in todo], params,
-                                   seed=chunk_seed(params.seed, bench, k))                 # [P*n]
+            bar.set_postfix(_postfix(done, k, len(chunks)))
+            with ticking(bar):   # a real model's chunk takes minutes: the elapsed time keeps moving
+                gens = engine.generate([prompts[i] for i in todo], params,
+                                       seed=chunk_seed(params.seed, bench, k))             # [P*n]
             if len(gens) != len(chunk) * n:
                 raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={n}")
             records = _grade(grader, gens, chunk, [texts[i] for i in todo], bench)
             append_jsonl(samples_path, records)
             for r in records:
                 done.setdefault(r["problem_id"], []).append(r)
+            bar.set_postfix(_postfix(done, k + 1, len(chunks)), refresh=False)
             bar.update(len(records))
-            bar.set_postfix(acc=f"{_mean_correct(done):.3f}", refresh=False)
     finally:
         bar.close()
     if world > 1:
@@ -335,6 +338,10 @@ def _merge_shards(bench_dir: Path, n: int, problems: list[Problem], world: int, 
     return done
 
 
-def _mean_correct(done: dict[str, list[dict]]) -> float:
+def _postfix(done: dict[str, list[dict]], chunks_done: int, chunks: int) -> dict:
+    """The bar's postfix: generation chunks done of all, and the accuracy so far (once there is one)."""
     total = sum(len(v) for v in done.values())
-    return sum(r["correct"] for v in done.values() for r in v) / total if total else 0.0
+    out = {"chunks": f"{chunks_done}/{chunks}"}
+    if total:
+        out["acc"] = f"{sum(r['correct'] for v in done.values() for r in v) / total:.3f}"
+    return out

@@ -4,8 +4,9 @@ Three levels, set by the ``--quiet`` / ``--verbose`` flags of ``run``, ``eval`` 
 ``HARNESS_LOG`` environment variable, a logging level name, for the log lines alone):
 
 * default: warnings and errors, one line each (``LEVEL logger: message``); progress bars for the
-  evaluation (per benchmark, in samples, refreshed after every chunk, at most once a second) and for
-  training (RL steps with reward, KL and sampled tokens per second); Lightning's start-up banners, the
+  evaluation (per benchmark, in samples, with the generation chunks done and the accuracy so far) and for
+  training (RL steps with reward, KL and sampled tokens per second), both redrawn every 2 s during a long
+  chunk or step (:func:`ticking`); Lightning's start-up banners, the
   checkpoint-writing bars of transformers and a few known-harmless library warnings are hidden;
 * ``--quiet``: no progress bars either (the result lines and warnings remain);
 * ``--verbose``: INFO lines of the harness and of Lightning (GPU/TPU availability ...), every
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import logging
 import os
+import threading
 import warnings
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -97,6 +99,28 @@ def hf_bars_off():
         hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def ticking(bar, every: float = 2.0):
+    """Redraw ``bar`` every ``every`` seconds inside the block, so that its elapsed time moves while one long
+    call runs (a real model's generation chunk or RL step takes minutes on a CPU). Nothing for a disabled bar."""
+    if bar is None or getattr(bar, "disable", True):
+        yield
+        return
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, name="bar-tick", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def training_bar(enabled: bool) -> list:
     """Trainer callbacks: the RL-step bar when progress bars are on (else none)."""
     if not enabled:
@@ -122,6 +146,20 @@ def training_bar(enabled: bool) -> list:
                     desc="train (RL steps)", unit="step", total=convert_inf(trainer.num_training_batches),
                     position=2 * self.process_position, disable=self.is_disabled, leave=True,
                     dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+            self._tick = ticking(self.train_progress_bar)   # the elapsed time moves during a long step
+            self._tick.__enter__()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self._stop_tick()
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+        def on_exception(self, trainer, pl_module, exception) -> None:
+            self._stop_tick()
+
+        def _stop_tick(self) -> None:
+            tick, self._tick = getattr(self, "_tick", None), None
+            if tick is not None:
+                tick.__exit__(None, None, None)
 
         def get_metrics(self, trainer, pl_module) -> dict:
             m = super().get_metrics(trainer, pl_module)

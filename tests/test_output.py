@@ -32,7 +32,7 @@ def test_run_output_default_quiet_verbose(tmp_path, tiny_path):
     assert "train (RL steps)" in out and "2/2" in out and "reward=" in out and "tok/s=" in out
     assert "Epoch 0" not in out and "Writing model shards" not in out
     assert "GPU available" not in out and "LeafSpec" not in out and "in eval mode" not in out
-    assert "arith: 100%" in out                                        # the evaluation bars
+    assert "arith: 100%" in out and "chunks=1/1, acc=" in out           # the evaluation bars
 
     quiet = _harness([*RUN, "--name", "quiet", "--quiet"], tmp_path)
     assert "%|" not in quiet and "run finished" in quiet               # no bars at all
@@ -64,3 +64,32 @@ def test_model_hub_id_without_network_fails_in_one_line(monkeypatch):
     msg = str(err.value)
     assert "no network" in msg and "no-such-org/no-such-model-11" in msg and "\n" not in msg
     assert time.time() - t < 20                  # the local cache only: no retries with back-off
+
+
+def test_a_bar_keeps_ticking_during_a_long_call():
+    """A real model's generation chunk or RL step takes minutes: the bar is redrawn every few seconds meanwhile
+    (its elapsed time moves), stops being redrawn when the call ends, and a disabled bar gets no thread."""
+    import threading
+    import time
+
+    from harness.progress import ticking
+
+    class Bar:
+        disable = False
+        refreshes = 0
+
+        def refresh(self):
+            self.refreshes += 1
+
+    bar = Bar()
+    with ticking(bar, every=0.05):
+        time.sleep(0.6)
+    during = bar.refreshes
+    time.sleep(0.2)
+    assert during >= 3 and bar.refreshes == during
+    assert not any(t.name == "bar-tick" for t in threading.enumerate())
+    bar.disable = True
+    with ticking(bar, every=0.01):
+        assert not any(t.name == "bar-tick" for t in threading.enumerate())
+        time.sleep(0.05)
+    assert bar.refreshes == during
