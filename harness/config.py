@@ -59,10 +59,11 @@ class RolloutConfig:
     top_p: float = 1.0                  # nucleus sampling
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
-    max_batch_tokens: int = 32768       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory)
+    max_batch_tokens: int = 32768       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory);
+    #                                   vllm on CPU: tokens its KV cache holds
     hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
     static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
-    gpu_memory_utilization: float = 0.2 # vllm: share of device memory (of RAM on CPU) for its KV cache
+    gpu_memory_utilization: float = 0.2 # vllm: share of GPU memory for weights + KV cache (CPU: the KV cache's cap)
 
     def __post_init__(self) -> None:
         _check(self.prompts_per_step >= 1, "rollout.prompts_per_step", ">= 1", self.prompts_per_step)

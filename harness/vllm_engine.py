@@ -28,10 +28,12 @@ it off, vLLM's scheduler only starts a prompt whose whole prefill fits the step'
 no request is ever prefilled in parts whatever the batch, and per-request seeds stay. On CUDA the
 rewind works and vLLM's defaults are kept.
 
-Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache is
-``gpu_memory_utilization`` x RAM minus this process's RSS (the trainer's included), or exactly
-``kv_cache_gib`` GiB when given (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB); on CUDA it is the
-usual GPU share. vLLM's CPU attention needs a head size of 32, 64, 80, 96, 112, 128, ... .
+Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache holds
+``max_batch_tokens`` tokens (the token budget that bounds the transformers engine's batches; at least
+``max_model_len``), at most ``gpu_memory_utilization`` x RAM; or exactly ``kv_cache_gib`` GiB when given
+(also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB). vLLM's own CPU default, the share of RAM, took 4.8 GB
+on a 24 GB machine where an 8 x 8 x 128 SmolLM2 step needs 0.8 GB. A call that needs more waits for
+free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs a head size of 32, 64, 80, 96, 112, 128, ... .
 The engine undoes vLLM's side effects on the caller: global RNG seeding, torch thread count and
 the disabling of ``torch.set_num_threads``, and environment variables meant for worker processes.
 
@@ -91,6 +93,19 @@ def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, tensor.detach()
 
 
+def kv_bytes_per_token(config, dtype: str) -> int:
+    """KV-cache bytes per token: keys and values of every layer's KV heads, in ``dtype``."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+
+
+def cpu_kv_cache_bytes(config, dtype: str, tokens: int, share: float) -> int:
+    """Bytes of KV cache for ``tokens`` tokens, at most ``share`` x RAM."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(tokens * kv_bytes_per_token(config, dtype), int(share * ram))
+
+
 def _check_head_size(config) -> None:
     """vLLM's CPU attention kernels exist for a fixed set of head sizes; fail early otherwise."""
     from vllm.platforms import current_platform
@@ -142,22 +157,26 @@ class VLLMEngine:
         model: the policy (an HF causal LM, unwrapped); only its config and weights are used.
         tokenizer: the policy's tokenizer (encodes prompts, decodes responses).
         gpu_memory_utilization: vLLM's memory share (on CPU: fraction of RAM for weights+KV).
-        kv_cache_gib: exact KV-cache size in GiB (overrides the share; recommended on CPU).
+        kv_cache_gib: exact KV-cache size in GiB (overrides the share and ``max_batch_tokens``).
+        max_batch_tokens: on CPU, the KV cache holds this many tokens (module docstring);
+            ``None``: vLLM's share of RAM.
         max_model_len: longest prompt + response in tokens (default: the model's limit).
         dtype: vLLM's compute dtype; default the policy's parameter dtype.
         seed: vLLM's engine seed (per-request seeds come from ``generate``).
         max_num_batched_tokens: vLLM's token budget of one scheduler step (default: vLLM's; on CPU
             at least ``max_model_len``, as chunked prefill is off there).
         enforce_eager: skip torch.compile / CUDA graphs (fast start; compile pays off on GPU).
-        gen_threads: torch intra-op threads while generating on CPU (vLLM serves with 1);
-            the caller's thread count is restored afterwards. ``None`` keeps the caller's.
+        gen_threads: torch intra-op threads while generating on CPU; ``None`` (default) keeps the
+            caller's (vLLM's CPU worker drops the process to 1 thread, which would halve decoding on
+            2 cores); the caller's thread count is restored afterwards.
         **_ignored: options meant for other engines (e.g. ``batch_size``).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, gpu_memory_utilization: float = 0.2,
                  kv_cache_gib: float | None = None, max_model_len: int | None = None,
                  dtype: str | None = None, seed: int = 0, enforce_eager: bool = True,
-                 gen_threads: int | None = 1, max_num_batched_tokens: int | None = None, **_ignored) -> None:
+                 gen_threads: int | None = None, max_num_batched_tokens: int | None = None,
+                 max_batch_tokens: int | None = None, **_ignored) -> None:
         if not 0 < gpu_memory_utilization <= 1:
             raise HarnessError(f"engine.gpu_memory_utilization must be in (0, 1] "
                                f"(got {gpu_memory_utilization})")
@@ -178,6 +197,10 @@ class VLLMEngine:
         from vllm.platforms import current_platform
         if current_platform.is_cpu():  # no partial prefills: CPU generators cannot rewind (module docstring)
             kwargs["enable_chunked_prefill"] = False
+            if kv_cache_gib is None and max_batch_tokens and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+                context = max_model_len or getattr(model.config, "max_position_embeddings", 0) or 0
+                kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
+                    model.config, dtype, max(max_batch_tokens, context), gpu_memory_utilization)
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
             # one engine per trainer rank, reusing the trainer's process group (TRL colocate);

@@ -1,15 +1,18 @@
 """Speed per RL step: this harness's ``grpo`` vs TRL's ``GRPOTrainer`` on the same job, on CPU (issue 7).
 
-Both sides train the warm-started ``tiny`` model (TRL loads the same saved checkpoint directory)
-for ``--steps`` steps on the same ``arith`` training prompts (``ArithSource``, plain prompt
-``problem + "\\n"``, step ``s`` gets the same ``--prompts`` problems on both sides), ``--n``
-completions per prompt of at most ``--max-new-tokens`` tokens, temperature 1.0, top-p 1.0 and no
-top-k, one optimizer step per generation batch (TRL: ``per_device_train_batch_size = prompts x n``,
-``gradient_accumulation_steps = steps_per_generation = num_iterations = 1``; harness: ``epochs =
-mini_batches = 1``, one micro-batch), the same AdamW (lr, betas, weight decay 0, constant schedule,
-no warm-up, grad-norm clip 1.0), beta = 0 (no KL term), the arith integer fast-path reward
-(``boxed_integer(text) == answer``), float32, no gradient checkpointing, no logging service, no
-checkpoints (the harness saves its final model, which is part of its run), no evaluation.
+Both sides train the same model (``--model``: the warm-started ``tiny`` by default, or ``smollm2-135m``
+or a local directory; TRL loads the same saved directory) for ``--steps`` steps on the same training
+problems (``--train-data``: a harness training source, ``arith`` or ``arith_word``; step ``s`` gets the
+same ``--prompts`` problems on both sides, and TRL gets each prompt as the harness sends it, chat
+template included, as plain text), ``--n`` completions per prompt of at most ``--max-new-tokens``
+tokens, temperature 1.0, top-p 1.0 and no top-k, one optimizer step per generation batch (TRL:
+``per_device_train_batch_size x gradient_accumulation_steps = prompts x n`` with ``steps_per_generation
+= gradient_accumulation_steps`` and ``num_iterations = 1``, ``--trl-micro-batch`` rows per pass;
+harness: ``epochs = mini_batches = 1``, micro-batches by its token budget), the same AdamW (lr, betas,
+weight decay 0, constant schedule, no warm-up, grad-norm clip 1.0), beta = 0 (no KL term), the
+harness's outcome reward on both sides (:class:`harness.train_data.Reward`), float32, no gradient
+checkpointing, no logging service, no checkpoints (the harness saves its final model, which is part
+of its run), no evaluation.
 
 What is timed (the model load is excluded on both sides; everything else is included):
   * harness: the wall time of ``harness.train.run(cfg)`` minus the time spent in ``load_model``
@@ -40,6 +43,9 @@ Known differences in what a step does (same data, same sampling settings, same l
     HARNESS_CACHE_DIR=/tmp/hcache .venv-bench/bin/python scripts/bench_trl.py
     .venv-bench/bin/python scripts/bench_trl.py --prompts 8 --n 8 --max-new-tokens 32 --steps 5 --repeats 2
     .venv-bench/bin/python scripts/bench_trl.py --engine vllm     # adds the vLLM engine (from .venv-vllm)
+    # the real model (issue 13): 8 x 8 story problems, 128 new tokens, TRL in micro-batches of 8 rows
+    python scripts/bench_trl.py --model smollm2-135m --train-data arith_word --max-new-tokens 128 \
+        --steps 2 --repeats 1 --threads 2 --lr 2e-5 --trl-micro-batch 8 --engine vllm
 """
 
 from __future__ import annotations
@@ -59,21 +65,36 @@ sys.path.insert(0, str(ROOT))
 
 
 # ---------------------------------------------------------------- shared pieces
-def arith_rows(seed: int, prompts: int, steps: int) -> list[dict]:
-    """The harness's training prompts, step by step: ``steps * prompts`` rows of {prompt, answer}."""
-    from benchmarks.arith import plain_prompt
-    from harness.train_data import ArithSource
+def train_rows(a: argparse.Namespace, tokenizer) -> list[dict]:
+    """The harness's training problems, step by step (``steps * prompts`` rows), with the prompt exactly as
+    the harness sends it (:func:`harness.train_data.prompt_of`: the benchmark's prompt, through the chat
+    template when the model has one): TRL gets it as a plain-text prompt, so it applies no template of its own."""
+    from harness.config import DataConfig
+    from harness.train_data import build_source, prompt_of
 
-    src = ArithSource(seed, prompts)
-    return [{"prompt": plain_prompt(p.problem), "answer": p.answer}
-            for step in range(steps) for p in src.batch(step)]
+    src = build_source(DataConfig(train_data=a.train_data), a.seed, a.prompts)
+    return [{"prompt": prompt_of(p, tokenizer), "answer": p.answer, "id": p.id, "problem": p.problem,
+             "bench": p.bench} for step in range(a.steps) for p in src.batch(step)]
 
 
-def arith_reward(prompts, completions, answer, **_) -> list[float]:
-    """TRL reward function: 1.0 when the last ``\\boxed{}`` integer equals the gold answer."""
-    from benchmarks.arith import boxed_integer
+class TrainReward:
+    """TRL reward function: the harness's own outcome reward (:class:`harness.train_data.Reward`, the
+    evaluation grader), 1.0 for a correct answer; truncated completions get no last-number fallback, as in
+    the harness."""
 
-    return [1.0 if boxed_integer(c) == a else 0.0 for c, a in zip(completions, answer)]
+    __name__ = "harness_reward"
+
+    def __init__(self) -> None:
+        from benchmarks.grading import Grader
+        from harness.train_data import Reward
+
+        self.reward = Reward(Grader())
+
+    def __call__(self, prompts, completions, answer, id, problem, bench, completion_ids=None, **_) -> list[float]:
+        from harness.train_data import TrainProblem
+
+        problems = [TrainProblem(*row) for row in zip(id, problem, answer, bench)]
+        return self.reward(completions, problems)
 
 
 def step_stats(t_start: float, step_ends: list[float]) -> dict:
@@ -136,7 +157,8 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
     harness.loop.RLModule.training_step = timed_step
     lightning.Trainer.fit = timed_fit
     cfg = build_config({}, [
-        "algo.name=grpo", "algo.kl_coef=0.0", "model.name=tiny", "model.dtype=float32",
+        "algo.name=grpo", "algo.kl_coef=0.0", f"model.name={a.model}", "model.dtype=float32",
+        f"data.train_data={a.train_data}",
         f"seed={a.seed}", f"results_dir={workdir}", "name=harness",
         f"rollout.engine={a.worker_engine}", f"rollout.prompts_per_step={a.prompts}", f"rollout.n={a.n}",
         "rollout.temperature=1.0", "rollout.top_p=1.0", f"rollout.max_new_tokens={a.max_new_tokens}",
@@ -177,23 +199,25 @@ def run_trl(a: argparse.Namespace, workdir: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from harness.models import tiny_model_path
+    from harness.models import builtin_model_path
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    path = str(tiny_model_path())
+    path = str(builtin_model_path(a.model) or a.model)
     t = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     tok = AutoTokenizer.from_pretrained(path)
     load_s = time.perf_counter() - t
-    ds = datasets.Dataset.from_list(arith_rows(a.seed, a.prompts, a.steps))
+    ds = datasets.Dataset.from_list(train_rows(a, tok))
+    rows = a.prompts * a.n
+    micro = min(rows, a.trl_micro_batch or rows)
     args = GRPOConfig(
         output_dir=str(workdir / "trl"), report_to="none", save_strategy="no", logging_steps=1,
         disable_tqdm=True, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
         seed=a.seed, max_steps=a.steps, learning_rate=a.lr, lr_scheduler_type="constant",
         warmup_steps=0, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, max_grad_norm=1.0,
-        per_device_train_batch_size=a.prompts * a.n, gradient_accumulation_steps=1,
-        steps_per_generation=1, num_iterations=1, num_generations=a.n,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=rows // micro,
+        steps_per_generation=rows // micro, num_iterations=1, num_generations=a.n,
         max_completion_length=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
         beta=0.0, epsilon=0.2, loss_type="dapo", scale_rewards="group", shuffle_dataset=False,
         use_vllm=False, dataloader_num_workers=0,
@@ -208,7 +232,7 @@ def run_trl(a: argparse.Namespace, workdir: Path) -> dict:
             step_ends.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    trainer = GRPOTrainer(model=model, reward_funcs=arith_reward, args=args, train_dataset=ds,
+    trainer = GRPOTrainer(model=model, reward_funcs=TrainReward(), args=args, train_dataset=ds,
                           processing_class=tok, callbacks=[StepClock()])
     t_train = time.perf_counter()
     trainer.train()
@@ -251,7 +275,8 @@ def launch(a: argparse.Namespace, side: str, python: str) -> dict:
         kind, _, engine = side.partition("-")
         cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--worker-engine", engine or "hf",
                "--result-file", str(out), "--workdir", tmp]
-        for k in ("prompts", "n", "max_new_tokens", "steps", "lr", "seed", "threads", "harness_sampler"):
+        for k in ("model", "train_data", "trl_micro_batch", "prompts", "n", "max_new_tokens", "steps", "lr", "seed",
+                  "threads", "harness_sampler"):
             cmd += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
         load_before = os.getloadavg()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
@@ -268,7 +293,7 @@ def summarize(a: argparse.Namespace, runs: list[dict]) -> dict:
     sides = list(dict.fromkeys(r["side"] for r in runs))
     med = {s: {k: statistics.median(r[k] for r in runs if r["side"] == s)
                for k in ("phase_s", "steady_step_s", "time_generate_s", "response_len", "reward")} for s in sides}
-    print(f"\nsettings: {a.prompts} prompts x {a.n} completions, {a.max_new_tokens} new tokens, {a.steps} steps, "
+    print(f"\nsettings: {a.model} on {a.train_data}, {a.prompts} prompts x {a.n} completions, {a.max_new_tokens} new tokens, {a.steps} steps, "
           f"lr {a.lr}, beta 0, T=1.0, seed {a.seed}, CPU threads {runs[0]['threads']}")
     print(f"{'side':14s} {'phase/step s':>13s} {'steady/step s':>14s} {'generate/step':>14s} {'rest/step':>10s} "
           f"{'resp len':>9s} {'reward':>7s}  per-run phase/step")
@@ -299,6 +324,11 @@ def summarize(a: argparse.Namespace, runs: list[dict]) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny", help="tiny, smollm2-135m or a local model directory")
+    ap.add_argument("--train-data", default="arith", help="a training source of the harness: arith, arith_word")
+    ap.add_argument("--trl-micro-batch", type=int, default=0,
+                    help="TRL rows per forward/backward (gradient accumulation up to prompts x n; 0: all at "
+                         "once); the harness picks its own micro-batches by token budget")
     ap.add_argument("--prompts", type=int, default=8, help="prompts per RL step")
     ap.add_argument("--n", type=int, default=8, help="completions per prompt (group size)")
     ap.add_argument("--max-new-tokens", type=int, default=32)

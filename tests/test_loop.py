@@ -40,6 +40,9 @@ def test_every_algorithm_trains(algo, tmp_path, tiny_path):
                     "time_update_s", "pg_loss", "kl_loss"):
             assert math.isfinite(r[key]), (key, r[key])
         assert 0 <= r["reward_mean"] <= 1 and r["response_len"] > 0
+        assert r["prompt_len"] >= len("1+2=\n")  # tiny: one token per character of the arith prompt
+        # the reference runs (kl_coef > 0); the old policy's own pass only when the advantage needs it (PRL)
+        assert r["logp_passes"] == 1 + algorithms.get_algorithm(algo).needs_old_logp
     before, after = _params(tiny_path), _params(run_dir / "checkpoint" / "final")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "no parameter changed"

@@ -210,3 +210,33 @@ def test_short_rl_run_with_vllm_engine(tmp_path, tiny_path):
     assert rows[-1]["kl"] != 0  # the policy moved away from the reference (k1 estimate, either sign)
     summary = json.loads((tmp_path / "v" / "eval" / "arith" / "summary.json").read_text())
     assert summary["num_samples"] == 16 and summary["settings"]["engine"] == "VLLMEngine"
+
+
+def test_cpu_kv_cache_is_sized_by_the_token_budget():
+    """On CPU the KV cache holds ``max_batch_tokens`` tokens (keys and values of every layer's KV heads),
+    capped at the memory share: 46,080 bytes a token for SmolLM2-135M in float32."""
+    from transformers import LlamaConfig
+
+    from harness.vllm_engine import cpu_kv_cache_bytes, kv_bytes_per_token
+
+    smollm2 = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
+    assert kv_bytes_per_token(smollm2, "float32") == 2 * 30 * 3 * 64 * 4 == 46080
+    assert kv_bytes_per_token(smollm2, "bfloat16") == 23040
+    assert cpu_kv_cache_bytes(smollm2, "float32", 32768, 0.2) == 32768 * 46080  # 1.41 GiB
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert cpu_kv_cache_bytes(smollm2, "float32", 10**9, 0.01) == int(0.01 * ram)
+
+
+def test_engine_kv_cache_follows_max_batch_tokens():
+    pytest.importorskip("vllm")
+    from harness.vllm_engine import kv_bytes_per_token
+
+    model, tok = make_model()
+    engine = build_engine("vllm", model, tok, max_model_len=256, max_batch_tokens=4096)
+    try:
+        per_token = kv_bytes_per_token(model.config, "float32")
+        assert per_token == 2 * 3 * 1 * 32 * 4
+        assert engine.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == 4096 * per_token
+        assert len(engine.generate(PROMPTS[:2], GREEDY)) == 2
+    finally:
+        engine.close()

@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         resolve_data_dir(args.data_dir)   # an explicit --data-dir must exist even if unused (arith)
     problems = {b: get_benchmark(b).load(args.data_dir, limit=args.limit) for b in benches}
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device)
-    engine = build_engine(args.engine, model, tokenizer, seed=args.seed, sampler=args.hf_sampler)
+    engine = build_engine(args.engine, model, tokenizer, seed=args.seed, sampler=args.hf_sampler,
+                          max_batch_tokens=args.max_batch_tokens)
 
     # ---- from here on we write
     run_dir = prepare_run_dir(args.results_dir, name, overwrite=args.overwrite, resume=args.resume)
