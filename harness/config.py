@@ -52,7 +52,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    engine: str = "hf"                  # hf (transformers, in-process) | vllm
+    engine: str = "auto"                # auto (vllm if installed, for models of 20M+ parameters; else hf) | hf | vllm
     prompts_per_step: int = 16          # prompts per RL step (per process)
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
@@ -91,6 +91,8 @@ class TrainConfig:
     micro_batch_size: int = 64          # most rows per forward/backward (gradient accumulation)
     max_micro_batch_tokens: Optional[int] = None  # most rows x (longest prompt + response) per forward/backward
     #                                   (0: no limit; None: from the model's size, harness.batching.auto_token_budget)
+    gradient_checkpointing: bool = False  # recompute each layer's activations in the backward (less memory,
+    #                                   one more forward pass per update)
     logit_chunk_tokens: Optional[int] = None  # most response tokens with full-vocabulary logits at once
     #                                   (0: no chunks; None: from the vocabulary, harness.batching.auto_logit_chunk)
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)

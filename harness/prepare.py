@@ -133,6 +133,8 @@ def prepare(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, la
                attn_implementation=cfg.model.attn_implementation)
     policy, tokenizer = load_model(cfg.model.name, **mkw)
     policy.train()  # from_pretrained returns eval mode; engines switch to eval while sampling
+    if cfg.train.gradient_checkpointing:  # each layer's activations recomputed in the backward
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ref = None  # the frozen reference: for PRL's advantage, a KL loss term, or the logged KL (log.kl_to_ref)
     if needs_ref_logp(get_algorithm(cfg.algo.name), cfg.algo) or cfg.log.kl_to_ref:
         ref, _ = load_model(cfg.model.name, **mkw)

@@ -106,8 +106,10 @@ def cpu_kv_cache_bytes(config, dtype: str, tokens: int, share: float) -> int:
     return min(tokens * kv_bytes_per_token(config, dtype), int(share * ram))
 
 
-def _check_head_size(config) -> None:
+def check_head_size(config) -> None:
     """vLLM's CPU attention kernels exist for a fixed set of head sizes; fail early otherwise."""
+    with _caller_env_kept():
+        _import_vllm()
     from vllm.platforms import current_platform
 
     if not current_platform.is_cpu():
@@ -188,7 +190,7 @@ class VLLMEngine:
         self.eos_id = tokenizer.eos_token_id
         if self.eos_id is None:
             raise HarnessError("the tokenizer has no eos_token: the vllm engine needs one to stop")
-        _check_head_size(model.config)
+        check_head_size(model.config)
         self.gen_threads = gen_threads
         dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
         kwargs = {"max_num_batched_tokens": max_num_batched_tokens}

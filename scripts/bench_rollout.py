@@ -126,9 +126,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     names = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = [e for e in names if e not in ("generate", "static", "kv", "vllm")]
+    unknown = [e for e in names if e not in ("generate", "static", "kv", "vllm", "vllm-compile")]
     if unknown or not names:
-        raise SystemExit(f"--engines: unknown {unknown}; allowed: generate, static, kv, vllm")
+        raise SystemExit(f"--engines: unknown {unknown}; allowed: generate, static, kv, vllm, vllm-compile")
     if args.model == "random-tiny":
         model, tok = random_tiny()
     elif args.model.startswith("random:"):
@@ -143,7 +143,7 @@ def main() -> None:
     warm = dataclasses.replace(params, n=1, max_new_tokens=8)
     print(f"model {args.model} ({n_params / 1e6:.2f}M params, {args.dtype}, {args.device}), {args.prompts} prompts x "
           f"n={args.n}, max_new_tokens={args.max_new_tokens}, T={args.temperature}, "
-          f"threads: transformers {torch.get_num_threads()}, vllm {args.threads or 1}")
+          f"threads: transformers {torch.get_num_threads()}, vllm {args.threads or torch.get_num_threads()}")
 
     makers = {
         "generate": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate"),
@@ -153,13 +153,14 @@ def main() -> None:
     engines = {}
     start_s = sync_s = None
     for name in names:
-        if name != "vllm":
+        if not name.startswith("vllm"):
             engines[name] = makers[name]()
             continue
         from harness.vllm_engine import VLLMEngine
 
         t0 = time.perf_counter()
-        engines[name] = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib, gen_threads=args.threads or 1)
+        engines[name] = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib, gen_threads=args.threads,
+                                   enforce_eager=name == "vllm")  # vllm-compile: vLLM compiles its model
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         engines[name].sync_weights(model)

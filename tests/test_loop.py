@@ -52,15 +52,28 @@ def test_every_algorithm_trains(algo, tmp_path, tiny_path):
 
 
 @pytest.mark.slow
-def test_micro_batching_matches_full_batch(tmp_path, tiny_path):
+def test_micro_batching_matches_full_batch(tmp_path, tiny_path, monkeypatch):
     """micro_batch_size 4, or micro-batches of at most 150 padded tokens with logits in chunks of 16 tokens,
-    x accumulation == one micro-batch of 16 (same seed, same data)."""
+    x accumulation, or gradient checkpointing == one micro-batch of 16 (same seed, same data)."""
+    import functools
+
+    from transformers import modeling_utils
+
+    recomputed, checkpoint = set(), modeling_utils.checkpoint
+
+    def counted(name, *args, **kwargs):
+        recomputed.add(name)
+        return checkpoint(*args, **kwargs)
+
     outs = []
     for name, extra in [("mbs16", ["train.micro_batch_size=16"]), ("mbs4", ["train.micro_batch_size=4"]),
-                        ("tok150", ["train.max_micro_batch_tokens=150", "train.logit_chunk_tokens=16"])]:
+                        ("tok150", ["train.max_micro_batch_tokens=150", "train.logit_chunk_tokens=16"]),
+                        ("ckpt", ["train.micro_batch_size=16", "train.gradient_checkpointing=true"])]:
+        monkeypatch.setattr(modeling_utils, "checkpoint", functools.partial(counted, name))
         cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}",
                                 f"name={name}", *extra, *FAST])
         outs.append(_params(run(cfg) / "checkpoint" / "final"))
+    assert recomputed and not recomputed - {"ckpt"}  # checkpointing ran, and only where asked
     for other in outs[1:]:
         for k in outs[0]:
             torch.testing.assert_close(outs[0][k], other[k], rtol=1e-4, atol=1e-6)

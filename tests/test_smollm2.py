@@ -10,6 +10,7 @@ about a minute on 2 cores, and then loaded from the cache in a few seconds. Need
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -164,6 +165,8 @@ def test_two_step_rl_run(smol, tmp_path):
     for stage in ("eval_base", "eval"):
         summary = json.loads((tmp_path / "r" / stage / "arith_word" / "summary.json").read_text())
         assert summary["num_samples"] == 2 and math.isfinite(summary["avg@n"])
+        # the default engine, auto: vLLM where it is installed (SmolLM2 has 134.5M parameters)
+        assert summary["settings"]["engine"] == ("VLLMEngine" if importlib.util.find_spec("vllm") else "HFEngine")
         check_samples(tmp_path / "r" / stage / "arith_word" / "samples.jsonl", 2, 16)
 
 
@@ -174,7 +177,7 @@ def test_tiny_gsm8k_evaluation(smol, tmp_path):
 
     assert main(["eval", "--model", smollm2.NAME, "--bench", "gsm8k", "--limit", "2", "--n", "1",
                  "--max-new-tokens", "32", "--name", "e", "--results-dir", str(tmp_path), "--no-progress",
-                 "--quiet"]) == 0
+                 "--quiet", "--engine", "hf"]) == 0
     summary = json.loads((tmp_path / "e" / "eval" / "gsm8k" / "summary.json").read_text())
     assert (summary["num_problems"], summary["num_samples"]) == (2, 2) and math.isfinite(summary["avg@n"])
     assert summary["settings"]["prompt"] == "chat_template"
