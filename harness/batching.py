@@ -34,14 +34,17 @@ def collate(gens, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torc
     return ids.to(device), attn.to(device), attn[:, P:].float().to(device), T
 
 
-ACTIVATION_BUDGET = 2048 * 576 * 30  # tokens x hidden size x layers: 2048 tokens on SmolLM2-135M (7.4 GB peak
-#                                      for an 8 x 8 x 128 PRL step on a 24 GB CPU machine, scripts/bench_step.py)
+ACTIVATION_BUDGET = 512 * 576 * 30  # tokens x hidden size x layers: 512 tokens on SmolLM2-135M. An 8 x 8 x 128
+#   GRPO step with the vllm engine peaked at 5.5 GB with it, 6.8 GB at 1024 tokens and 9.5 GB at 2048, at 1.03x,
+#   1.0x and 1.0x the step time (scripts/bench_step.py, 2-core CPU; results/speed-smollm2)
+NO_LIMIT_PAST = 32768  # a budget above this many tokens is no limit (the built-in tiny model's runs stay one pass)
 
 
 def auto_token_budget(config) -> int:
     """``train.max_micro_batch_tokens`` when unset: activation memory per token grows with hidden size x layers,
-    so the budget is :data:`ACTIVATION_BUDGET` / (hidden size x layers); 0 (no limit) when that exceeds 64k
-    tokens (the built-in ``tiny`` model: its default batch stays in one pass, as before the budget existed).
+    so the budget is :data:`ACTIVATION_BUDGET` / (hidden size x layers); 0 (no limit) when that exceeds
+    :data:`NO_LIMIT_PAST` tokens (the built-in ``tiny`` model: its default batch stays in one pass, as before the
+    budget existed).
 
     A rule of thumb sized for a 24 GB CPU machine: set the budget for your accelerator's memory.
     """
@@ -49,7 +52,7 @@ def auto_token_budget(config) -> int:
     if not per_token:  # a config without these fields: no limit
         return 0
     budget = ACTIVATION_BUDGET // per_token
-    return 0 if budget > 65536 else max(budget, 1)
+    return 0 if budget > NO_LIMIT_PAST else max(budget, 1)
 
 
 LOGIT_BUDGET = 1024 * 49152  # logits elements at once (200 MB in float32): 1024 tokens at SmolLM2's vocabulary

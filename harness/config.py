@@ -52,15 +52,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    engine: str = "auto"                # auto (vllm if installed, for models of 20M+ parameters; else hf) | hf | vllm
+    engine: str = "auto"                # auto (vllm if installed, for models of 10M+ parameters; else hf) | hf | vllm
     prompts_per_step: int = 16          # prompts per RL step (per process)
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
-    max_batch_tokens: int = 32768       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory);
-    #                                   vllm on CPU: tokens its KV cache holds
+    max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory);
+    #                                   vllm on CPU: tokens its KV cache holds (0.7 GiB on SmolLM2-135M)
     hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
     static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
     gpu_memory_utilization: float = 0.2 # vllm: share of GPU memory for weights + KV cache (CPU: the KV cache's cap)

@@ -17,10 +17,11 @@ from harness.rollout import ENGINES, RolloutEngine
 
 log = logging.getLogger(__name__)
 ENGINE_NAMES = ("auto", "hf", "vllm")  # auto: see choose_engine
-# ``auto`` takes vLLM from this many parameters on. Measured (scripts/bench_rollout.py, 64 rows x 128 new tokens,
-# 2 threads, 2-core CPU): on ``tiny`` (0.15M) the kv sampler ran at 3.0x vLLM's tokens/s, on SmolLM2-135M vLLM at
-# 1.6x the kv sampler's; vLLM's per-step scheduling costs what a small model's forward pass does.
-AUTO_VLLM_MIN_PARAMS = 20_000_000
+# ``auto`` takes vLLM from this many parameters on. vLLM's tokens/s over the kv sampler's, measured with
+# scripts/bench_rollout.py (64 rows x 128 new tokens, 2 threads, 2-core CPU; results/speed-smollm2): 0.33x on
+# ``tiny`` (0.15M parameters), 0.91x at 2.7M, 1.24x at 16M, 1.68x at 50M, 1.5-1.6x on SmolLM2-135M. vLLM's
+# per-step scheduling costs as much as a small model's forward pass.
+AUTO_VLLM_MIN_PARAMS = 10_000_000
 
 
 def load_engines(name: str = "hf") -> None:

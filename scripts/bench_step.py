@@ -1,26 +1,33 @@
-"""One RL step's peak memory and where its time goes, before and after chunked log-probs and token-budget
-micro-batches, side by side in one run.
+"""One RL step's peak memory, where its time goes and how far it is from its compute floor, for several
+settings side by side in one run.
 
 Each variant runs ``python -m harness run --steps 1`` in its own child process (no evaluation) and reports
-the child's peak resident memory (``os.wait4``'s rusage; a watchdog stops a child past ``--rss-limit-gb``
-so that a variant that does not fit cannot take the machine down) and the step's time split from
-``train/metrics.jsonl``: generate, log-prob passes without grad (old policy / reference), the update's
-forward (including the loss) and backward, the optimizer, the weight sync. Variants:
+the child's peak resident memory (``os.wait4``'s rusage, the same figure as ``/usr/bin/time -v``; a watchdog
+stops a child past ``--rss-limit-gb`` so that a variant that does not fit cannot take the machine down) and
+the step's time split from ``train/metrics.jsonl``: generate, log-prob passes without grad (old policy /
+reference), the update's forward (including the loss) and backward, the optimizer, the weight sync.
 
-- ``before``: the previous defaults, one backward pass over up to ``micro_batch_size`` 64 rows and full
-  ``[B, T, V]`` logits (``train.max_micro_batch_tokens=0 train.logit_chunk_tokens=0``);
-- ``after``: the current defaults.
+The compute floor is the step's FLOPs at the machine's float32 matmul rate (a 2048 x 2048 matmul at the
+same threads, measured before and after the runs; the higher is used): 2 x parameters per generated token,
+6 x parameters per trained (prompt + response) token, 2 x parameters per token for each no-grad log-prob
+pass (``logp_passes``). Prefill, attention and padding are not counted, so the floor is a lower bound.
 
-Every variant samples the same responses (same seed), so the rewards and losses agree.
+Variants: ``before`` (one backward pass over up to 64 rows and full ``[B, T, V]`` logits), ``after`` (the
+current defaults), or ad hoc, ``name[@CHECKOUT]=section.key=value+section.key=value``, where ``@CHECKOUT``
+runs another checkout (an older commit's ``git worktree``; its metrics may lack ``prompt_len`` and
+``logp_passes``, so its floor is left out). Every variant samples the same responses (same seed, same engine),
+so the rewards and losses agree.
 
-    python scripts/bench_step.py --model /tmp/smollm2-plain --train-data arith_word --algos grpo,prl \
-        --prompts 8 --n 8 --max-new-tokens 128
+    python scripts/bench_step.py --model smollm2-135m --algos grpo,prl --prompts 8 --n 8 --max-new-tokens 128 \
+        --variants "before@/tmp/old=rollout.engine=vllm,after,mb1024=train.max_micro_batch_tokens=1024" \
+        --override rollout.temperature=0.6
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -46,26 +53,29 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def variant_overrides(variant: str) -> list[str]:
-    """A named variant's overrides, or an ad-hoc one: ``name=section.key=value+section.key=value``."""
+def parse_variant(variant: str) -> tuple[str, Path, list[str]]:
+    """``(label, checkout, overrides)`` of a named variant or an ad-hoc one,
+    ``name[@CHECKOUT]=section.key=value+section.key=value`` (``@CHECKOUT``: run another checkout of this
+    repository, e.g. an older commit's git worktree, to compare its defaults side by side)."""
+    head, _, rest = variant.partition("=")
+    label, _, code = head.partition("@")
     if variant in VARIANTS:
-        return VARIANTS[variant]
-    name, _, rest = variant.partition("=")
-    if not rest:
-        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)} or name=section.key=value+...")
-    return rest.split("+")
+        return variant, ROOT, VARIANTS[variant]
+    if not rest and not code:
+        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)} or name[@CHECKOUT]=section.key=value+...")
+    return label, Path(code).resolve() if code else ROOT, rest.split("+") if rest else []
 
 
 def run_variant(args, algo: str, variant: str, out: Path) -> dict:
     """One ``harness run`` step in a child: ``{peak_rss_gb, time_*_s, status, ...}``."""
-    label = variant.partition("=")[0]
+    label, code, overrides = parse_variant(variant)
     cmd = [sys.executable, "-m", "harness", "run", "--algo", algo, "--model", args.model, "--steps", "1",
            "--seed", str(args.seed), "--train-data", args.train_data, "--bench", args.train_data,
            "--results-dir", str(out), "--name", f"{algo}-{label}", "--overwrite",
            "eval.before=false", "eval.after=false", "log.progress=false", "train.save_every=0",
            f"rollout.prompts_per_step={args.prompts}", f"rollout.n={args.n}",
-           f"rollout.max_new_tokens={args.max_new_tokens}", *args.override, *variant_overrides(variant)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
+           f"rollout.max_new_tokens={args.max_new_tokens}", *args.override, *overrides]
+    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
     t0 = time.perf_counter()
     with open(out / f"{algo}-{label}.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=out)
@@ -91,7 +101,7 @@ def run_variant(args, algo: str, variant: str, out: Path) -> dict:
     else:
         m = json.loads(metrics.read_text().splitlines()[0])
         row.update(status="ok", reward=m["reward_mean"], response_len=m["response_len"], pg_loss=m["pg_loss"],
-                   prompt_len=m.get("prompt_len", float("nan")), logp_passes=m.get("logp_passes", 0),
+                   prompt_len=m.get("prompt_len", float("nan")), logp_passes=m.get("logp_passes", float("nan")),
                    **{f"{p}_s": m.get(f"time_{p}_s", float("nan")) for p in PHASES},
                    update_s=m["time_update_s"])
         row["step_s"] = row["generate_s"] + row["score_s"] + row["update_s"]
@@ -110,28 +120,21 @@ def n_params(model: str) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def matmul_gflops(threads: int, size: int = 2048, repeats: int = 10) -> float:
-    """The machine's float32 matrix-multiply rate at ``threads`` threads (best of ``repeats``)."""
+def matmul_gflops(threads: int) -> float:
+    """The machine's float32 matrix-multiply rate at ``threads`` threads (``scripts/bench_rollout.py``'s)."""
     import torch
 
+    from scripts.bench_rollout import matmul_gflops as rate
+
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    return rate(threads, repeats=10)
 
 
 def add_floor(row: dict, params: int, gflops: float, rows: int) -> None:
     """The step's compute floor at the matmul rate: 2 x params FLOPs per generated token, 6 x params per trained
     (prompt + response) token, 2 x params per token for each no-grad log-prob pass; and step time / floor."""
-    if row.get("status") != "ok":
-        return
+    if row.get("status") != "ok" or not math.isfinite(row["prompt_len"] + row["logp_passes"]):
+        return  # failed, or an older checkout that does not log prompt_len / logp_passes
     gen, trained = rows * row["response_len"], rows * (row["prompt_len"] + row["response_len"])
     flops = params * (2 * gen + 6 * trained + 2 * trained * row["logp_passes"])
     row.update(floor_s=flops / (gflops * 1e9), floor_generate_s=2 * params * gen / (gflops * 1e9))

@@ -104,14 +104,14 @@ def test_token_budget_accumulation_equals_one_big_batch(mode):
 
 
 def test_auto_token_budget_follows_the_model_size():
-    """Unset ``train.max_micro_batch_tokens``: 2048 tokens on SmolLM2-135M's shape, fewer on a larger model, no
+    """Unset ``train.max_micro_batch_tokens``: 512 tokens on SmolLM2-135M's shape, fewer on a larger model, no
     limit on the tiny model (its default batch stays one pass, so its runs are unchanged)."""
     from types import SimpleNamespace as C
 
     from harness.batching import auto_logit_chunk, auto_token_budget
 
-    assert auto_token_budget(C(hidden_size=576, num_hidden_layers=30)) == 2048
-    assert auto_token_budget(C(hidden_size=1536, num_hidden_layers=28)) == 822
+    assert auto_token_budget(C(hidden_size=576, num_hidden_layers=30)) == 512
+    assert auto_token_budget(C(hidden_size=1536, num_hidden_layers=28)) == 205
     assert auto_token_budget(C(hidden_size=64, num_hidden_layers=3)) == 0
     assert auto_token_budget(C()) == 0
     assert auto_logit_chunk(C(vocab_size=49152)) == 1024 and auto_logit_chunk(C(vocab_size=151936)) == 331

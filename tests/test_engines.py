@@ -1,4 +1,4 @@
-"""The ``auto`` rollout engine: vLLM for models of 20M+ parameters when it is installed and supports the
+"""The ``auto`` rollout engine: vLLM for models of 10M+ parameters when it is installed and supports the
 model, else the transformers engine (whose kv sampler is the fastest on small models).
 
     python -m pytest tests/test_engines.py -q

@@ -54,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="run name: <results-dir>/<name>/ (default from the model)")
     p.add_argument("--data-dir", default=None, help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
     p.add_argument("--engine", default="auto", help="rollout engine: auto (default: vllm when installed, for models "
-                   "of 20M+ parameters, else hf), hf or vllm")
+                   "of 10M+ parameters, else hf), hf or vllm")
     p.add_argument("--hf-sampler", default="kv", choices=["kv", "generate"],
                    help="hf engine sampler: kv (KV-cache loop, default) or generate (model.generate)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

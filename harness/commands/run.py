@@ -36,7 +36,7 @@ def add_common_run_flags(p: argparse.ArgumentParser) -> None:
     builtin = ", ".join(n for n in TRAIN_SOURCES.names() if n != "file")
     p.add_argument("--train-data", help=f"RL prompts with gold answers: a training source ({builtin}; default "
                    "arith), a hub id or a .jsonl/.parquet file")
-    p.add_argument("--engine", help="rollout engine: auto (default: vllm when installed, for models of 20M+ "
+    p.add_argument("--engine", help="rollout engine: auto (default: vllm when installed, for models of 10M+ "
                    "parameters, else hf), hf or vllm")
     p.add_argument("--devices", type=int, help="processes per node (trainer.devices)")
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, fsdp")
