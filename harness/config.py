@@ -59,8 +59,8 @@ class RolloutConfig:
     top_p: float = 1.0                  # nucleus sampling
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
-    max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per sampling batch (bounds memory);
-    #                                   vllm on CPU: tokens its KV cache holds (0.7 GiB on SmolLM2-135M)
+    max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV-cache tokens
+    #                                   (16384: 0.7 GiB on SmolLM2-135M)
     hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
     static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
     gpu_memory_utilization: float = 0.2 # vllm: share of GPU memory for weights + KV cache (CPU: the KV cache's cap)
@@ -91,8 +91,7 @@ class TrainConfig:
     micro_batch_size: int = 64          # most rows per forward/backward (gradient accumulation)
     max_micro_batch_tokens: Optional[int] = None  # most rows x (longest prompt + response) per forward/backward
     #                                   (0: no limit; None: from the model's size, harness.batching.auto_token_budget)
-    gradient_checkpointing: bool = False  # recompute each layer's activations in the backward (less memory,
-    #                                   one more forward pass per update)
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, one more forward
     logit_chunk_tokens: Optional[int] = None  # most response tokens with full-vocabulary logits at once
     #                                   (0: no chunks; None: from the vocabulary, harness.batching.auto_logit_chunk)
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
