@@ -164,7 +164,6 @@ class RLModule(L.LightningModule):
         for micro in self._micro_batches(attn, torch.arange(ids.shape[0], device=ids.device), T):
             out[micro] = self._logp(model, ids, attn, micro, T)[0]
         self._times["logp"] += time.perf_counter() - t0
-        self._times["logp_passes"] += 1
         return out
 
     def _sample(self, batch):
@@ -215,7 +214,7 @@ class RLModule(L.LightningModule):
                    **step_metrics(rollout, adv, old_logp, ref_logp),
                    "lr": self.optimizers().param_groups[0]["lr"],
                    "prompt_len": sum(len(g.prompt_ids) for g in gens) / len(gens),
-                   "logp_passes": int(self._times["logp_passes"]),
+                   "logp_passes": (rollout.old_logp is not None) + (ref_logp is not None),  # no-grad passes run
                    "tokens_per_s": float(rollout.response_mask.sum()) / max(t1 - t0, 1e-9),
                    "time_generate_s": t1 - t0, "time_score_s": t2 - t1, "time_update_s": t3 - t2,
                    **{f"time_{k}_s": self._times[k] for k in ("logp", "forward", "backward", "optimizer", "sync")},

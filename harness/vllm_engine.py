@@ -33,7 +33,8 @@ Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV ca
 ``max_model_len``), at most ``gpu_memory_utilization`` x RAM; or exactly ``kv_cache_gib`` GiB when given
 (also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB). vLLM's own CPU default, the share of RAM, took 4.8 GB
 on a 24 GB machine where an 8 x 8 x 128 SmolLM2 step needs 0.8 GB. A call that needs more waits for
-free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs a head size of 32, 64, 80, 96, 112, 128, ... .
+free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs
+a head size of 32, 64, 80, 96, 112, 128, ... .
 The engine undoes vLLM's side effects on the caller: global RNG seeding, torch thread count and
 the disabling of ``torch.set_num_threads``, and environment variables meant for worker processes.
 
@@ -93,11 +94,14 @@ def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, tensor.detach()
 
 
+def _head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def kv_bytes_per_token(config, dtype: str) -> int:
     """KV-cache bytes per token: keys and values of every layer's KV heads, in ``dtype``."""
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * heads * head_dim * torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+    return 2 * config.num_hidden_layers * heads * _head_dim(config) * getattr(torch, dtype).itemsize
 
 
 def cpu_kv_cache_bytes(config, dtype: str, tokens: int, share: float) -> int:
@@ -116,7 +120,7 @@ def check_head_size(config) -> None:
         return
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim = _head_dim(config)
     sizes = CPUAttentionBackend.get_supported_head_sizes()
     if head_dim not in sizes:
         raise HarnessError(

@@ -79,8 +79,8 @@ def train_rows(a: argparse.Namespace, tokenizer) -> list[dict]:
 
 class TrainReward:
     """TRL reward function: the harness's own outcome reward (:class:`harness.train_data.Reward`, the
-    evaluation grader), 1.0 for a correct answer; truncated completions get no last-number fallback, as in
-    the harness."""
+    evaluation grader), 1.0 for a correct answer. TRL passes no finish reasons, so a truncated completion keeps
+    the grader's last-number fallback, which the harness denies it (rewards only; the timing is the same)."""
 
     __name__ = "harness_reward"
 
