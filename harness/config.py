@@ -50,6 +50,9 @@ class DataConfig:
     word_max_steps: int = 2             # arith_word training problems: most steps (its test split keeps 1-2)
 
 
+ROLLOUT_DTYPES = ("policy", "float32", "bfloat16", "float16")
+
+
 @dataclass(frozen=True)
 class RolloutConfig:
     engine: str = "auto"                # auto (vllm if installed, for models of 10M+ parameters; else hf) | hf | vllm
@@ -57,6 +60,8 @@ class RolloutConfig:
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
+    dtype: str = "policy"               # precision sampling computes in: policy (the policy's) | float32 | bfloat16 | float16
+    #                                   (bfloat16 on a float32 policy: verl's rollout default; training keeps its own)
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
     max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV-cache tokens
@@ -73,6 +78,7 @@ class RolloutConfig:
         _check(self.max_new_tokens >= 1, "rollout.max_new_tokens", ">= 1", self.max_new_tokens)
         _check(self.batch_size >= 1, "rollout.batch_size", ">= 1", self.batch_size)
         _check(self.max_batch_tokens >= 1, "rollout.max_batch_tokens", ">= 1", self.max_batch_tokens)
+        _check(self.dtype in ROLLOUT_DTYPES, "rollout.dtype", " | ".join(ROLLOUT_DTYPES), self.dtype)
         _check(self.hf_sampler in ("kv", "generate"), "rollout.hf_sampler", "kv or generate", self.hf_sampler)
         _check(0 < self.gpu_memory_utilization < 1, "rollout.gpu_memory_utilization", "in (0, 1)",
                self.gpu_memory_utilization)

@@ -82,8 +82,9 @@ class LazyEngine:
     @classmethod
     def from_config(cls, cfg, tokenizer) -> "LazyEngine":
         r = cfg.rollout
-        return cls(r.engine, tokenizer, batch_size=r.batch_size, max_batch_tokens=r.max_batch_tokens, static_cache=r.static_cache, sampler=r.hf_sampler,
-                   gpu_memory_utilization=r.gpu_memory_utilization, seed=cfg.seed)
+        return cls(r.engine, tokenizer, batch_size=r.batch_size, max_batch_tokens=r.max_batch_tokens,
+                   static_cache=r.static_cache, sampler=r.hf_sampler, gpu_memory_utilization=r.gpu_memory_utilization,
+                   dtype=None if r.dtype == "policy" else r.dtype, seed=cfg.seed)
 
     def start(self, model: torch.nn.Module) -> "LazyEngine":
         if self.engine is None:

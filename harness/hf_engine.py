@@ -13,7 +13,9 @@ lengths; prompts are left-padded within a batch. Prompts are strings or already 
 * ``generate``: transformers' ``model.generate``. On CUDA, ``static_cache=True`` switches it to
   ``cache_implementation="static"`` (transformers then compiles the decoding step itself).
 
-Both sample from the same distribution (temperature, top-p, no top-k, stop at EOS).
+Both sample from the same distribution (temperature, top-p, no top-k, stop at EOS). ``dtype``
+(``rollout.dtype``) makes sampling compute in another precision than the policy's parameters: the kv
+sampler reads copies of the weights in that dtype, ``generate`` runs under ``torch.autocast``.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ class HFEngine:
     accepts_token_ids = True   # generate() takes token-id lists as prompts too
 
     def __init__(self, model, tokenizer, *, batch_size: int = 256, static_cache: bool = False,
-                 sampler: str = "kv", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, **_ignored) -> None:
+                 sampler: str = "kv", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+                 dtype: str | None = None, **_ignored) -> None:
         if sampler not in SAMPLERS:
             raise HarnessError(f"unknown hf sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+        self.dtype = getattr(torch, dtype) if dtype else None   # None: the policy's own precision
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -61,7 +65,7 @@ class HFEngine:
 
         reason = unsupported_reason(model)
         if reason is None:
-            self.decoder = KVDecoder(model)
+            self.decoder = KVDecoder(model, self.dtype)
         else:
             self.decoder = None
             log.warning("hf engine: the kv sampler does not cover %s; using model.generate", reason)
@@ -130,8 +134,11 @@ class HFEngine:
             kwargs.update(do_sample=False)
         if self.static_cache:
             kwargs.update(cache_implementation="static")
-        device = next(self.model.parameters()).device
-        seqs = self.model.generate(input_ids=input_ids.to(device), attention_mask=attn.to(device), **kwargs)
+        param = next(self.model.parameters())
+        cast = self.dtype is not None and self.dtype != param.dtype
+        with torch.autocast(param.device.type, dtype=self.dtype, enabled=cast):
+            seqs = self.model.generate(input_ids=input_ids.to(param.device), attention_mask=attn.to(param.device),
+                                       **kwargs)
         return seqs[:, width:]
 
 

@@ -14,6 +14,8 @@ warm-started one stops early at varied lengths, as RL rollouts do. The transform
     python scripts/bench_rollout.py --model tiny --prompts 64 --n 8 --max-new-tokens 96 --threads 1
     # the real model on arith_word chat prompts, with the share of the machine's matmul rate each engine reaches
     python scripts/bench_rollout.py --model smollm2-135m --prompts 8 --n 8 --max-new-tokens 48 --threads 2
+    # rollouts in bfloat16 from the float32 policy (rollout.dtype): ENGINE:DTYPE (one vLLM engine per run)
+    python scripts/bench_rollout.py --model smollm2-135m --engines kv,kv:bfloat16,vllm:bfloat16 --threads 2
     # GPU: a random ~100M-parameter Llama (hidden 768, 14 layers; the tiny character vocabulary),
     # plain generate vs static-cache generate vs the kv sampler
     python scripts/bench_rollout.py --model random:768x14 --device cuda --dtype bfloat16 \
@@ -67,9 +69,10 @@ def random_llama(shape: str):
     return build_tiny_model(tok, spec), tok
 
 
-def matmul_gflops(threads: int | None, size: int = 2048, repeats: int = 5) -> float:
-    """The machine's own float32 matrix-multiply rate (GFLOP/s, best of ``repeats``) on the benchmark's threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(threads: int | None, size: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """The machine's own matrix-multiply rate (GFLOP/s, best of ``repeats``; float32 unless ``dtype``) on the
+    benchmark's threads."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     best = min(_seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * size ** 3 / best / 1e9
@@ -105,7 +108,9 @@ def main() -> None:
                     help="random-tiny (untrained tiny architecture), random:HIDDENxLAYERS, tiny, or a model path")
     ap.add_argument("--engines", default="generate,kv,vllm",
                     help="comma list of generate (model.generate), static (generate with a static KV cache), "
-                         "kv (the KV-cache sampler), vllm; the first one is the reference of the ratios")
+                         "kv (the KV-cache sampler), vllm, vllm-compile, each optionally :DTYPE (the engine samples "
+                         "in that dtype from the --dtype model, as rollout.dtype does; at most one vllm engine); "
+                         "the first one is the reference of the ratios")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (vllm follows its own platform)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--json", default=None, help="also write the rates to this file")
@@ -126,9 +131,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     names = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = [e for e in names if e not in ("generate", "static", "kv", "vllm", "vllm-compile")]
+    kinds = {name: name.partition(":")[0] for name in names}
+    dtypes = {name: name.partition(":")[2] or None for name in names}
+    unknown = [e for e in names if kinds[e] not in ("generate", "static", "kv", "vllm", "vllm-compile")
+               or dtypes[e] not in (None, "float32", "bfloat16", "float16")]
     if unknown or not names:
-        raise SystemExit(f"--engines: unknown {unknown}; allowed: generate, static, kv, vllm, vllm-compile")
+        raise SystemExit(f"--engines: unknown {unknown}; allowed: generate, static, kv, vllm, vllm-compile, "
+                         "each optionally :float32, :bfloat16 or :float16")
     if args.model == "random-tiny":
         model, tok = random_tiny()
     elif args.model.startswith("random:"):
@@ -146,21 +155,23 @@ def main() -> None:
           f"threads: transformers {torch.get_num_threads()}, vllm {args.threads or torch.get_num_threads()}")
 
     makers = {
-        "generate": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate"),
-        "static": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate", static_cache=True),
-        "kv": lambda: HFEngine(model, tok, batch_size=args.batch_size, sampler="kv"),
+        "generate": lambda dtype: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate", dtype=dtype),
+        "static": lambda dtype: HFEngine(model, tok, batch_size=args.batch_size, sampler="generate",
+                                         static_cache=True, dtype=dtype),
+        "kv": lambda dtype: HFEngine(model, tok, batch_size=args.batch_size, sampler="kv", dtype=dtype),
     }
     engines = {}
     start_s = sync_s = None
     for name in names:
-        if not name.startswith("vllm"):
-            engines[name] = makers[name]()
+        if not kinds[name].startswith("vllm"):
+            engines[name] = makers[kinds[name]](dtypes[name])
             continue
         from harness.vllm_engine import VLLMEngine
 
         t0 = time.perf_counter()
         engines[name] = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib, gen_threads=args.threads,
-                                   enforce_eager=name == "vllm")  # vllm-compile: vLLM compiles its model
+                                   dtype=dtypes[name],  # None: the model's
+                                   enforce_eager=kinds[name] == "vllm")  # vllm-compile: vLLM compiles its model
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         engines[name].sync_weights(model)
@@ -179,16 +190,24 @@ def main() -> None:
         print(f"{name:>9}: {rate[name]:8.0f} tokens/s (median of {', '.join(f'{x:.0f}' for x in r)}){share}")
     if gflops:
         print(f"float32 {2048}x{2048} matmul: {gflops:.0f} GFLOP/s (decode counted as 2 x parameters FLOPs a token)")
+    low = sorted({d for d in dtypes.values() if d not in (None, "float32")})
+    low_gflops = {d: matmul_gflops(args.threads, dtype=getattr(torch, d)) for d in low} if gflops else {}
+    for d, g in low_gflops.items():
+        print(f"{d} {2048}x{2048} matmul: {g:.0f} GFLOP/s; "
+              + ", ".join(f"{name} at {2 * n_params * rate[name] / 1e9 / g:.0%} of it"
+                          for name in names if dtypes[name] == d))
     ref = names[0]
     print(", ".join(f"{name} / {ref}: {rate[name] / rate[ref]:.2f}x" for name in names[1:]))
-    if "kv" in rate and "vllm" in rate:
-        print(f"vllm / kv: {rate['vllm'] / rate['kv']:.2f}x")
+    vllm = next((name for name in names if kinds[name] == "vllm"), None)
+    if "kv" in rate and vllm and ref != "kv":
+        print(f"{vllm} / kv: {rate[vllm] / rate['kv']:.2f}x")
     if start_s is not None:
         print(f"vllm start {start_s:.1f} s, in-memory weight sync {sync_s * 1e3:.0f} ms")
     if args.json:
         import json
         Path(args.json).write_text(json.dumps({"args": vars(args), "params": n_params, "runs": runs,
-                                               "tokens_per_s": rate, "matmul_gflops": gflops}, indent=2))
+                                               "tokens_per_s": rate, "matmul_gflops": gflops,
+                                               "matmul_gflops_by_dtype": low_gflops}, indent=2))
 
 
 if __name__ == "__main__":

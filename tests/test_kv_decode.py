@@ -85,6 +85,48 @@ def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature, small):
         assert toks[r, len(resp):].eq(PAD).all()
 
 
+@pytest.mark.parametrize("cfg_cls", [LlamaConfig, Qwen3Config], ids=["llama-gqa", "qwen3-qknorm"])
+def test_bfloat16_sampling_of_a_float32_policy(cfg_cls):
+    """``rollout.dtype=bfloat16``: the sampler computes in bfloat16 copies, the policy stays float32, and its
+    log-probs stray from the float32 forward no further than transformers' own bfloat16 forward does."""
+    model = _random_model(cfg_cls)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    prompts = _prompts(torch.Generator().manual_seed(1), 12)
+    torch.manual_seed(3)
+    dec = KVDecoder(model, torch.bfloat16)
+    assert {t.dtype for L in dec.layers for t in L.values() if t is not None} == {torch.bfloat16}
+    toks, lps = dec.sample(prompts, max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD, temperature=1.0,
+                           return_logprobs=True)
+    assert lps.dtype == torch.float32
+    assert all(torch.equal(v, weights[k]) and v.dtype == torch.float32 for k, v in model.state_dict().items())
+    responses = [_cut(r) for r in toks.tolist()]
+    P, T = max(map(len, prompts)), toks.shape[1]
+    ids, attn = _padded(prompts, responses, P, T)
+    valid = attn[:, P:].bool()
+    with torch.no_grad():
+        ref = token_logp_entropy(model, ids, attn, T, with_entropy=False)[0][valid]
+        hf_bf16 = token_logp_entropy(model.to(torch.bfloat16), ids, attn, T, with_entropy=False)[0][valid]
+    ours = (lps[valid] - ref).abs().mean()
+    assert 0 < ours <= 2 * (hf_bf16 - ref).abs().mean() + 1e-3, (ours, (hf_bf16 - ref).abs().mean())
+
+
+def test_generate_sampler_runs_in_the_rollout_dtype(tiny):
+    """The ``generate`` sampler with ``dtype``: the projections compute in bfloat16 (autocast), weights untouched."""
+    model, tok = tiny
+    seen = []
+    hook = model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=4)
+        HFEngine(model, tok, sampler="generate", dtype="bfloat16").generate(["Compute 3*4.\n"], params)
+        assert seen and set(seen) == {torch.bfloat16}
+        seen.clear()
+        HFEngine(model, tok, sampler="generate").generate(["Compute 3*4.\n"], params)
+        assert seen and set(seen) == {torch.float32}
+    finally:
+        hook.remove()
+    assert next(model.parameters()).dtype == torch.float32
+
+
 @pytest.mark.parametrize("cfg_cls", [LlamaConfig, Qwen2Config])
 def test_greedy_equals_generate_on_random_models(cfg_cls):
     model = _random_model(cfg_cls)

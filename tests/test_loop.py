@@ -51,6 +51,28 @@ def test_every_algorithm_trains(algo, tmp_path, tiny_path):
     assert "algo:\n  loss_agg" in (run_dir / "config.yaml").read_text()
 
 
+def test_bfloat16_rollouts_train_a_float32_policy(tmp_path, tiny_path, monkeypatch):
+    """``rollout.dtype=bfloat16``: the sampler is built in bfloat16, training and the saved weights stay float32."""
+    from harness import kv_decode
+
+    dtypes, init = [], kv_decode.KVDecoder.__init__
+
+    def recorded(self, model, dtype=None):
+        dtypes.append(dtype)
+        init(self, model, dtype)
+
+    monkeypatch.setattr(kv_decode.KVDecoder, "__init__", recorded)
+    cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}", "rollout.engine=hf",
+                            "rollout.dtype=bfloat16", *FAST])
+    run_dir = run(cfg)
+    assert dtypes == [torch.bfloat16]
+    row = _metrics(run_dir)[0]
+    assert math.isfinite(row["grad_norm"]) and row["response_len"] > 0
+    before, after = _params(tiny_path), _params(run_dir / "checkpoint" / "final")
+    assert {t.dtype for t in after.values()} == {torch.float32}
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.slow
 def test_micro_batching_matches_full_batch(tmp_path, tiny_path, monkeypatch):
     """micro_batch_size 4, or micro-batches of at most 150 padded tokens with logits in chunks of 16 tokens,

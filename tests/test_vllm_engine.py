@@ -240,3 +240,20 @@ def test_engine_kv_cache_follows_max_batch_tokens():
         assert len(engine.generate(PROMPTS[:2], GREEDY)) == 2
     finally:
         engine.close()
+
+
+def test_bfloat16_rollouts_of_a_float32_policy():
+    """``rollout.dtype=bfloat16``: vLLM computes and caches in bfloat16 from the float32 policy's weights. Greedy
+    prefixes agree with the kv sampler in bfloat16 (kernels differ, so near-ties may split later)."""
+    pytest.importorskip("vllm")
+    model, tok = make_model()
+    engine = build_engine("vllm", model, tok, max_model_len=256, max_batch_tokens=4096, dtype="bfloat16")
+    try:
+        assert engine.llm.llm_engine.model_config.dtype == torch.bfloat16
+        assert engine.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == 4096 * 2 * 3 * 1 * 32 * 2
+        ours = [g.response_ids for g in engine.generate(PROMPTS, GREEDY)]
+    finally:
+        engine.close()
+    kv = [g.response_ids for g in HFEngine(model, tok, dtype="bfloat16").generate(PROMPTS, GREEDY)]
+    assert [r[:4] for r in ours] == [r[:4] for r in kv]
+    assert next(model.parameters()).dtype == torch.float32
