@@ -19,7 +19,7 @@ reported by :func:`unsupported_reason`; the engine then falls back to ``generate
 
 ``dtype`` (``rollout.dtype``) sets the precision the sampler computes and caches in: every weight it reads
 (fused, folded in the model's own precision first) is a copy in that dtype, so a float32 policy can be
-sampled in bfloat16 (verl's default rollout dtype; about 1.7x the float32 tokens/s on SmolLM2 on a CPU with
+sampled in bfloat16 (verl's default rollout dtype; 1.6x the float32 tokens/s on SmolLM2 on a CPU with
 AVX512-BF16) while training stays in float32. Log-softmax and sampling stay in float32 either way.
 
 Try it::

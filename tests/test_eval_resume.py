@@ -90,6 +90,14 @@ def test_eval_resume_continues_an_interrupted_evaluation(tmp_path, tiny_path, ca
     assert "settings differ in n (2 -> 3)" in capsys.readouterr().err
     assert read_jsonl(path) == rows
 
+    # --engine auto (the default) picking another engine than the interrupted evaluation's is refused too
+    assert info["engine"] == "hf"
+    (runs[0] / "run.json").write_text(json.dumps(dict(info, status="running", engine="vllm")))
+    assert main([*ARGS, "--results-dir", str(results), "--resume"]) == 2
+    assert ("sampled with the vllm engine and --engine auto now picks hf; pass --engine vllm"
+            in capsys.readouterr().err)
+    assert read_jsonl(path) == rows
+
 
 def test_eval_resume_needs_an_existing_run(tmp_path, capsys):
     assert main([*ARGS, "--results-dir", str(tmp_path), "--name", "nope", "--resume"]) == 2

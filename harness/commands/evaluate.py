@@ -111,12 +111,13 @@ def default_name(model: str, settings: dict | None = None) -> str:
     return f"eval-{model_label(model)}-{digest[:6]}"
 
 
-def _check_resume(run_dir: Path, settings: dict) -> None:
-    """An interrupted evaluation continues only with the settings it was started with."""
+def _check_resume(run_dir: Path, settings: dict) -> dict:
+    """An interrupted evaluation continues only with the settings it was started with; returns its run.json."""
     try:
-        old = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("eval_settings")
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        old = None
+        info = {}
+    old = info.get("eval_settings")
     if old is None:
         raise HarnessError(f"cannot resume {run_dir}: it has no run.json from `harness eval` "
                            "(use --overwrite to start over)")
@@ -124,6 +125,7 @@ def _check_resume(run_dir: Path, settings: dict) -> None:
     if diff:
         raise HarnessError(f"cannot resume {run_dir}: its settings differ in {', '.join(diff[:4])}; "
                            "resume with the same settings or use --overwrite")
+    return info
 
 
 def _positive(name: str, value, allow_none: bool = False) -> None:
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.evaluate import evaluate
     from harness.models import TINY, load_model
     from harness.results import atomic_write_json, prepare_run_dir
-    from harness.engines import build_engine, check_engine
+    from harness.engines import build_engine, check_engine, choose_engine
     from harness.rollout import SamplingParams
 
     # ---- validate everything, load data and model; nothing is written before this block ends
@@ -163,22 +165,25 @@ def run(args: argparse.Namespace) -> int:
     settings = eval_settings(args, benches, max_new)
     name = args.name or default_name(args.model, settings)
     run_dir = prepare_run_dir(args.results_dir, name, overwrite=args.overwrite, resume=args.resume, create=False)
-    if args.resume:
-        _check_resume(run_dir, settings)
+    old = _check_resume(run_dir, settings) if args.resume else {}
     check_engine(args.engine)
     if args.data_dir is not None:
         resolve_data_dir(args.data_dir)   # an explicit --data-dir must exist even if unused (arith)
     problems = {b: get_benchmark(b).load(args.data_dir, limit=args.limit) for b in benches}
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device)
-    engine = build_engine(args.engine, model, tokenizer, seed=args.seed, sampler=args.hf_sampler,
+    engine_name = choose_engine(args.engine, model)
+    if old.get("engine", engine_name) != engine_name:  # e.g. auto, with vllm installed since
+        raise HarnessError(f"cannot resume {run_dir}: it was sampled with the {old['engine']} engine and "
+                           f"--engine {args.engine} now picks {engine_name}; pass --engine {old['engine']} "
+                           "or use --overwrite")
+    engine = build_engine(engine_name, model, tokenizer, seed=args.seed, sampler=args.hf_sampler,
                           max_batch_tokens=args.max_batch_tokens)
 
     # ---- from here on we write
     run_dir = prepare_run_dir(args.results_dir, name, overwrite=args.overwrite, resume=args.resume)
-    old = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if args.resume else {}
     info = {"name": name, "algo": None, "label": name, "seed": args.seed, "status": "running",
             "benches": list(benches), "settings": {}, "model": args.model, "eval_settings": settings,
-            "started": old.get("started", time.time())}
+            "engine": engine_name, "started": old.get("started", time.time())}
     if args.resume:
         info["resumes"] = old.get("resumes", []) + [{"time": time.time()}]
     atomic_write_json(run_dir / "run.json", info)
