@@ -50,7 +50,7 @@ class DataConfig:
     word_max_steps: int = 2             # arith_word training problems: most steps (its test split keeps 1-2)
 
 
-ROLLOUT_DTYPES = ("policy", "float32", "bfloat16", "float16")
+ROLLOUT_DTYPES = ("auto", "policy", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,9 @@ class RolloutConfig:
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
-    dtype: str = "policy"               # precision sampling computes in: policy (the policy's) | float32 | bfloat16 | float16
-    #                                   (bfloat16 on a float32 policy: verl's rollout default; training keeps its own)
+    dtype: str = "auto"                 # precision sampling computes in: auto | policy (the policy's) | float32 | bfloat16 | float16
+    #                                   (auto: bfloat16 for a float32 policy of 10M+ parameters on hardware with native
+    #                                   bfloat16, else the policy's; harness.engines.choose_dtype. Training keeps its own)
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
     max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV-cache tokens

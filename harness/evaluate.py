@@ -111,7 +111,7 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
     settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "seed": seed, "limit": limit, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
                 "too_long": too_long, "max_prompt_tokens": context - max_new_tokens if context else None,
-                "engine": type(engine).__name__,
+                "engine": type(engine).__name__, "dtype": getattr(engine, "sample_dtype", None),
                 "prompt": "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"}
     chunking = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "too_long": too_long,
                 "max_prompt_tokens": settings["max_prompt_tokens"]}

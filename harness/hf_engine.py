@@ -71,6 +71,11 @@ class HFEngine:
             log.warning("hf engine: the kv sampler does not cover %s; using model.generate", reason)
 
     @property
+    def sample_dtype(self) -> str:
+        """The precision sampling computes in (``rollout.dtype``, or the policy's)."""
+        return str(self.dtype or next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    @property
     def max_context(self) -> int | None:
         """Longest prompt + response the model takes (``max_position_embeddings``), if it says."""
         return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)

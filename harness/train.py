@@ -182,8 +182,9 @@ def _base_key(run: Prepared, engine, grader, bench: str) -> str:
         run.digest = base_cache.model_digest(run.policy, run.tokenizer)
     settings = dict(_eval_kwargs(run.cfg, bench), engine=type(engine).__name__,
                     prompt="chat_template" if getattr(run.tokenizer, "chat_template", None) else "plain")
-    if run.cfg.rollout.dtype != "policy":  # (absent otherwise, so earlier runs' cached evaluations still match)
-        settings["dtype"] = run.cfg.rollout.dtype
+    sampled_in = getattr(engine, "sample_dtype", None)
+    if sampled_in != str(next(run.policy.parameters()).dtype).removeprefix("torch."):  # only then: earlier
+        settings["dtype"] = sampled_in                   # runs' cached evaluations (the policy's dtype) still match
     source = get_benchmark(bench).source(run.cfg.data.data_dir)
     return base_cache.cache_key(model=run.cfg.model.name, digest=run.digest, bench=bench, settings=settings,
                                 grader=grader.describe(bench), data=base_cache.data_digest(source))

@@ -197,6 +197,7 @@ class VLLMEngine:
         check_head_size(model.config)
         self.gen_threads = gen_threads
         dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.sample_dtype = dtype  # the precision sampling computes in
         kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
         if kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)

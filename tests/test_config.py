@@ -43,7 +43,7 @@ def test_parse_overrides():
     (["algo.name=grpo", "algo.clip_eps_low=0"], "clip_eps_low"),
     (["algo.name=grpo", "rollout.temperature=0"], "rollout.temperature must be > 0"),
     (["algo.name=grpo", "rollout.dtype=bf16"],
-     r"rollout.dtype must be policy \| float32 \| bfloat16 \| float16 \(got 'bf16'\)"),
+     r"rollout.dtype must be auto \| policy \| float32 \| bfloat16 \| float16 \(got 'bf16'\)"),
     (["algo.name=grpo", "train.steps=0"], "train.steps must be >= 1"),
     (["algo.name=grpo", "train.nope=1"], "unknown config key 'train.nope'"),
     (["algo.name=grpo", "algo.eta=1"], "unknown config key 'algo.eta'"),

@@ -1,5 +1,6 @@
 """The ``auto`` rollout engine: vLLM for models of 10M+ parameters when it is installed and supports the
-model, else the transformers engine (whose kv sampler is the fastest on small models).
+model, else the transformers engine (whose kv sampler is the fastest on small models). The ``auto`` rollout
+dtype: bfloat16 for float32 policies of 10M+ parameters on hardware with native bfloat16.
 
     python -m pytest tests/test_engines.py -q
 """
@@ -13,7 +14,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from common.errors import HarnessError
-from harness.engines import AUTO_VLLM_MIN_PARAMS, ENGINE_NAMES, check_engine, choose_engine
+from harness import engines
+from harness.engines import (AUTO_BF16_MIN_PARAMS, AUTO_VLLM_MIN_PARAMS, ENGINE_NAMES, build_engine,
+                             check_engine, choose_dtype, choose_engine)
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -59,3 +62,24 @@ def test_check_engine_names():
     check_engine("hf")
     with pytest.raises(HarnessError, match=r"unknown rollout engine 'x'; available: auto, hf, vllm"):
         check_engine("x")
+
+
+def test_auto_dtype_is_bfloat16_for_a_large_float32_policy_on_native_hardware(monkeypatch):
+    small, large = build_tiny_model(build_tiny_tokenizer(), TinySpec()), llama(1024, 16)
+    assert sum(p.numel() for p in large.parameters()) >= AUTO_BF16_MIN_PARAMS
+    monkeypatch.setattr(engines, "native_bfloat16", lambda device: True)
+    assert [choose_dtype("auto", m) for m in (large, small, llama(1024, 16).to(torch.bfloat16))] == ["bfloat16", None, None]
+    assert [choose_dtype(name, large) for name in ("policy", "float32", "float16")] == [None, "float32", "float16"]
+    monkeypatch.setattr(engines, "native_bfloat16", lambda device: False)
+    assert choose_dtype("auto", llama(1024, 16)) is None
+
+
+def test_build_engine_samples_in_the_resolved_dtype(monkeypatch):
+    config = LlamaConfig(vocab_size=8192, hidden_size=1024, intermediate_size=2816, num_hidden_layers=2,
+                         num_attention_heads=16, num_key_value_heads=16)
+    model, tok = LlamaForCausalLM(config), build_tiny_tokenizer()                  # 26M parameters, float32
+    monkeypatch.setattr(engines, "native_bfloat16", lambda device: True)
+    engine = build_engine("hf", model, tok, dtype="auto")
+    assert engine.sample_dtype == "bfloat16" and engine.decoder.layers[0]["qkv"].dtype == torch.bfloat16
+    assert build_engine("hf", model, tok).sample_dtype == "float32"                # default: the policy's
+    assert next(model.parameters()).dtype == torch.float32

@@ -19,6 +19,7 @@ import torch
 
 from common.errors import HarnessError
 from harness import smollm2
+from harness.engines import native_bfloat16
 from harness.hf_engine import HFEngine
 from harness.results import read_jsonl
 from harness.rollout import SamplingParams
@@ -167,6 +168,8 @@ def test_two_step_rl_run(smol, tmp_path):
         assert summary["num_samples"] == 2 and math.isfinite(summary["avg@n"])
         # the default engine, auto: vLLM where it is installed (SmolLM2 has 134.5M parameters)
         assert summary["settings"]["engine"] == ("VLLMEngine" if importlib.util.find_spec("vllm") else "HFEngine")
+        # the default rollout dtype, auto: bfloat16 sampling of the float32 policy where the CPU has it natively
+        assert summary["settings"]["dtype"] == ("bfloat16" if native_bfloat16(torch.device("cpu")) else "float32")
         check_samples(tmp_path / "r" / stage / "arith_word" / "samples.jsonl", 2, 16)
 
 
