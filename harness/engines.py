@@ -69,7 +69,9 @@ def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 natively (CUDA with bf16 support; a CPU with AVX512-BF16 or AMX)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    cpu = torch.cpu  # private probes (torch inductor's); absent on other torch versions: not native
+    return device.type == "cpu" and any(getattr(cpu, probe, lambda: False)()
+                                        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def choose_dtype(name: str, model: torch.nn.Module) -> str | None:
