@@ -46,14 +46,17 @@ def check_engine(name: str) -> None:
         raise HarnessError(f"unknown rollout engine {name!r}; available: {', '.join(ENGINE_NAMES)}")
 
 
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def choose_engine(name: str, model: torch.nn.Module) -> str:
     """The engine ``name`` stands for: ``auto`` is ``vllm`` when the vllm package is installed, the model has at
     least :data:`AUTO_VLLM_MIN_PARAMS` parameters and vLLM supports its attention (head size on CPU), else ``hf``
     (whose kv sampler is the fastest without vLLM, and on small models with it)."""
     if name != "auto":
         return name
-    params = sum(p.numel() for p in model.parameters())
-    if params < AUTO_VLLM_MIN_PARAMS or importlib.util.find_spec("vllm") is None:
+    if _n_params(model) < AUTO_VLLM_MIN_PARAMS or importlib.util.find_spec("vllm") is None:
         return "hf"
     from harness.vllm_engine import check_head_size
 
@@ -83,7 +86,7 @@ def choose_dtype(name: str, model: torch.nn.Module) -> str | None:
     if name != "auto":
         return name
     param = next(model.parameters())
-    large = sum(p.numel() for p in model.parameters()) >= AUTO_BF16_MIN_PARAMS
+    large = _n_params(model) >= AUTO_BF16_MIN_PARAMS
     return "bfloat16" if param.dtype == torch.float32 and large and native_bfloat16(param.device) else None
 
 

@@ -27,7 +27,7 @@ import torch
 
 from common.errors import HarnessError
 
-from harness.rollout import ENGINES, Generation, SamplingParams, seeded, token_batches
+from harness.rollout import ENGINES, Generation, SamplingParams, param_dtype, seeded, token_batches
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("kv", "generate")
@@ -73,7 +73,7 @@ class HFEngine:
     @property
     def sample_dtype(self) -> str:
         """The precision sampling computes in (``rollout.dtype``, or the policy's)."""
-        return str(self.dtype or next(self.model.parameters()).dtype).removeprefix("torch.")
+        return str(self.dtype).removeprefix("torch.") if self.dtype else param_dtype(self.model)
 
     @property
     def max_context(self) -> int | None:

@@ -67,6 +67,11 @@ class RolloutEngine(Protocol):
 ENGINES: Registry = Registry("rollout engine")
 
 
+def param_dtype(model: torch.nn.Module) -> str:
+    """The name of ``model``'s parameter dtype (``float32``, ``bfloat16``, ...): what an engine samples in by default."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
 def token_batches(lengths: Sequence[int], max_new_tokens: int, max_batch_tokens: int,
                   max_rows: int | None = None, weight: int = 1) -> list[list[int]]:
     """Group item indices into batches bounded by a token budget.

