@@ -51,6 +51,8 @@ class Rollout:
     #   when the loop skips the separate old-policy pass (one update per batch, advantage not using it)
     ref_logp: torch.Tensor | None  # [B, T] float, log pi_ref (no grad), None if not computed
     newline_mask: torch.Tensor | None = None  # [B, T] bool, token text contains "\n" (PRL newline split)
+    rollout_logp: torch.Tensor | None = None  # [B, T] float, the engine's log-prob of each sampled token under the
+    #   distribution it drew it from (its precision, its kernels); None when the engine gave none
 
     def select(self, idx: torch.Tensor) -> "Rollout":
         """Rows ``idx`` of every field (for mini/micro-batches); None fields stay None."""
@@ -86,7 +88,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         check_choice("loss_agg", self.loss_agg, LOSS_AGG_MODES)
-        check(self.clip_eps_low > 0, f"algo.clip_eps_low must be > 0 (got {self.clip_eps_low})")
+        check(0 <= self.clip_eps_low < 1, f"algo.clip_eps_low must be in [0, 1) (got {self.clip_eps_low}): "
+              "the ratio's lower clip 1 - clip_eps_low must lie in (0, 1]")
         check(self.clip_eps_high > 0, f"algo.clip_eps_high must be > 0 (got {self.clip_eps_high})")
         check(self.dual_clip == 0 or self.dual_clip > 1,
               f"algo.dual_clip must be 0 (off) or > 1 (got {self.dual_clip})")
@@ -254,8 +257,15 @@ def nll_token_loss(logp, old_logp, adv, cfg: LossConfig):
 
 def compute_loss(logp: torch.Tensor, entropy: torch.Tensor | None, rollout: Rollout, adv: torch.Tensor,
                  cfg: LossConfig, *, num_tokens: float | None = None, num_seqs: float | None = None,
-                 token_loss: Callable = ppo_clip_token_loss):
+                 token_loss: Callable = ppo_clip_token_loss, is_weights: torch.Tensor | None = None):
     """Policy loss + ``kl_coef`` * KL-to-ref loss - ``entropy_coef`` * entropy, aggregated by ``cfg.loss_agg``.
+
+    Every log-prob here (``logp``, ``old_logp``, ``ref_logp``) and the entropy are of the sampling temperature's
+    distribution, ``softmax(logits / T)`` (:func:`harness.logprobs.token_logp_entropy`), as in TRL
+    (``GRPOTrainer._get_per_token_logps_and_entropies`` divides by ``temperature``) and verl (``dp_actor.py``
+    ``logits.div_(temperature)``, the reference included). Top-p is not applied: like both peers, the update scores
+    the tempered, un-truncated distribution (with ``top_p < 1`` the sampler's own log-probs, renormalised over the
+    nucleus, exceed these; the mismatch metrics then include that gap).
 
     Args:
         logp: ``[B, T]`` log pi_theta of the response tokens, with grad (computed in >= float32).
@@ -265,6 +275,8 @@ def compute_loss(logp: torch.Tensor, entropy: torch.Tensor | None, rollout: Roll
         cfg: the algorithm's config (a :class:`LossConfig`).
         num_tokens, num_seqs: whole mini-batch counts for gradient accumulation (see ``aggregate_loss``).
         token_loss: per-token surrogate, :func:`ppo_clip_token_loss` (default) or :func:`nll_token_loss`.
+        is_weights: ``[B, T]`` constant weights of the per-token policy-gradient loss (the rollout correction,
+            :func:`algorithms.correction.correction_weights`; verl's ``rollout_is_weights``), or None.
 
     Returns:
         ``(loss, stats)``: scalar loss, and python floats ``pg_loss``, ``kl_loss``, ``entropy``,
@@ -279,6 +291,8 @@ def compute_loss(logp: torch.Tensor, entropy: torch.Tensor | None, rollout: Roll
     tok_mean = partial(aggregate_loss, mask=mask, mode="token-mean", num_tokens=num_tokens)
 
     per_token, clipped, ratio = token_loss(logp, rollout.old_logp.to(logp.dtype), adv, cfg)
+    if is_weights is not None:
+        per_token = per_token * is_weights.detach().to(logp.dtype)
     pg_loss = agg(per_token)
     loss = pg_loss
     kl_loss = logp.new_zeros(())

@@ -34,6 +34,18 @@ def collate(gens, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torc
     return ids.to(device), attn.to(device), attn[:, P:].float().to(device), T
 
 
+def sampling_logp(gens, T: int, device) -> torch.Tensor | None:
+    """``[B, T]`` float32 of the engine's per-token sampling log-probs (``Generation.logprobs``), 0 on padding;
+    None when any generation has none."""
+    if any(g.logprobs is None for g in gens):
+        return None
+    out = torch.zeros((len(gens), T), dtype=torch.float32)
+    for r, g in enumerate(gens):
+        if g.logprobs:
+            out[r, :len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
+    return out.to(device)
+
+
 ACTIVATION_BUDGET = 512 * 576 * 30  # tokens x hidden size x layers: 512 tokens on SmolLM2-135M. An 8 x 8 x 128
 #   GRPO step with the vllm engine peaked at 5.5 GB with it, 6.8 GB at 1024 tokens and 9.5 GB at 2048, at 1.03x,
 #   1.0x and 1.0x the step time (scripts/bench_step.py, 2-core CPU; results/speed-smollm2)

@@ -51,6 +51,7 @@ class DataConfig:
 
 
 ROLLOUT_DTYPES = ("auto", "policy", "float32", "bfloat16", "float16")
+ROLLOUT_CORRECTIONS = ("auto", "none", "tis", "mask")   # train.rollout_correction (algorithms/correction.py)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,7 @@ class RolloutConfig:
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
     dtype: str = "auto"                 # precision sampling computes in: auto | policy (the policy's) | float32 | bfloat16 | float16
-    #                                   (auto: bfloat16 for a float32 policy of 10M+ parameters on hardware with native
-    #                                   bfloat16, else the policy's; harness.engines.choose_dtype. Training keeps its own)
+    #                                   (auto: harness.engines.choose_dtype; training keeps its own precision)
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
     max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV-cache tokens
@@ -104,6 +104,9 @@ class TrainConfig:
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
     keep_last: bool = False             # keep checkpoint/last (optimizer state) once the run finished
     max_bad_steps: int = 5              # stop after this many consecutive non-finite loss/gradient steps
+    rollout_correction: str = "auto"    # none | tis | mask | auto (tis when sampling and training precisions differ)
+    #                                   (tis: pg loss x min(p_train/p_rollout, C); mask: 0 outside [1/C, C]; old runs: none)
+    rollout_correction_c: float = 2.0   # the threshold C (> 1) of rollout_correction and of mismatch_outside_frac
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", ">= 1", self.steps)
@@ -120,6 +123,9 @@ class TrainConfig:
                ">= 0 or null (from the vocabulary)", self.logit_chunk_tokens)
         _check(self.save_every >= 0, "train.save_every", ">= 0", self.save_every)
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
+        _check(self.rollout_correction in ROLLOUT_CORRECTIONS, "train.rollout_correction",
+               " | ".join(ROLLOUT_CORRECTIONS), self.rollout_correction)
+        _check(self.rollout_correction_c > 1, "train.rollout_correction_c", "> 1", self.rollout_correction_c)
         object.__setattr__(self, "betas", tuple(self.betas))  # frozen: set once, here
 
 

@@ -127,6 +127,11 @@ class LazyEngine:
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.engine.sync_weights(model)
 
+    @property
+    def sample_dtype(self) -> str:
+        """The precision the built engine samples in (``float32``, ``bfloat16``, ...)."""
+        return self.engine.sample_dtype
+
     def close(self) -> None:
         if self.engine is not None and hasattr(self.engine, "close"):
             self.engine.close()

@@ -13,7 +13,8 @@ lengths; prompts are left-padded within a batch. Prompts are strings or already 
 * ``generate``: transformers' ``model.generate``. On CUDA, ``static_cache=True`` switches it to
   ``cache_implementation="static"`` (transformers then compiles the decoding step itself).
 
-Both sample from the same distribution (temperature, top-p, no top-k, stop at EOS). ``dtype``
+Both sample from the same distribution (temperature, top-p, no top-k, stop at EOS) and, with
+``SamplingParams.logprobs``, return each sampled token's log-prob under it. ``dtype``
 (``rollout.dtype``) makes sampling compute in another precision than the policy's parameters: the kv
 sampler reads copies of the weights in that dtype, ``generate`` runs under ``torch.autocast``.
 """
@@ -100,12 +101,13 @@ class HFEngine:
                 chunk = [rows[r] for r in batch]
                 with seeded(base_seed * 1_000_003 + start):
                     if self.decoder is not None:
-                        seqs = self.decoder.sample(
+                        out = self.decoder.sample(
                             [ids for _, ids in chunk], max_new_tokens=params.max_new_tokens,
                             eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                            temperature=params.temperature, top_p=params.top_p)
+                            temperature=params.temperature, top_p=params.top_p, return_logprobs=params.logprobs)
+                        seqs, lps = out if params.logprobs else (out, None)
                     else:
-                        seqs = self._generate(chunk, params)
+                        seqs, lps = self._generate(chunk, params)
                 resps, reasons = [], []
                 for resp in seqs.tolist():
                     reason = "length"
@@ -115,15 +117,17 @@ class HFEngine:
                     resps.append(resp)
                     reasons.append(reason)
                 texts = tok.batch_decode(resps, skip_special_tokens=True)
-                for r, (pi, ids), resp, text, reason in zip(batch, chunk, resps, texts, reasons):
-                    by_row[r] = Generation(pi, ids, resp, text, reason)
+                lp_rows = lps.tolist() if params.logprobs else [None] * len(resps)
+                for r, (pi, ids), resp, text, reason, lp in zip(batch, chunk, resps, texts, reasons, lp_rows):
+                    by_row[r] = Generation(pi, ids, resp, text, reason, None if lp is None else lp[:len(resp)])
                 start += len(batch)
         finally:
             self.model.train(was_training)
         return [by_row[r] for r in range(len(rows))]   # prompt-major, as the rows came
 
-    def _generate(self, chunk, params: SamplingParams) -> torch.Tensor:
-        """``model.generate`` on left-padded rows; returns the new tokens [rows, T]."""
+    def _generate(self, chunk, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``model.generate`` on left-padded rows; returns the new tokens [rows, T] and, with ``params.logprobs``,
+        their log-probs [rows, T] under the processed scores each was sampled from (temperature and top-p applied)."""
         tok = self.tokenizer
         width = max(len(ids) for _, ids in chunk)
         input_ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
@@ -132,7 +136,7 @@ class HFEngine:
             input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
             attn[r, width - len(ids):] = 1
         kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+                      pad_token_id=tok.pad_token_id, return_dict_in_generate=True, output_scores=params.logprobs)
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
@@ -142,9 +146,13 @@ class HFEngine:
         param = next(self.model.parameters())
         cast = self.dtype is not None and self.dtype != param.dtype
         with torch.autocast(param.device.type, dtype=self.dtype, enabled=cast):
-            seqs = self.model.generate(input_ids=input_ids.to(param.device), attention_mask=attn.to(param.device),
-                                       **kwargs)
-        return seqs[:, width:]
+            out = self.model.generate(input_ids=input_ids.to(param.device), attention_mask=attn.to(param.device),
+                                      **kwargs)
+        new = out.sequences[:, width:]                                                       # [rows, T]
+        if not params.logprobs:
+            return new, None
+        scores = torch.stack(out.scores, dim=1).float()                                      # [rows, T, V]
+        return new, (scores.gather(-1, new[..., None]).squeeze(-1) - scores.logsumexp(-1)).cpu()
 
 
 ENGINES.register("hf", HFEngine)

@@ -211,8 +211,9 @@ class KVDecoder:
             temperature: 0 means greedy.
         Returns:
             ``tokens`` [B, T] long (T <= max_new_tokens; pad after a row's EOS) and, with
-            ``return_logprobs``, ``logprobs`` [B, T] float32: log-softmax of the raw (unscaled) logits
-            at each sampled token.
+            ``return_logprobs``, ``logprobs`` [B, T] float32: each sampled token's log-prob under the
+            distribution it was drawn from (``logits / temperature``, top-p applied and renormalised; the raw
+            logits' log-softmax when greedy), 0 after a row's EOS.
 
         Kept as one function (86 lines): it is the decoding loop, and the buffers it grows and the rows it
         drops are shared by every line of it; split up, each decode step would pass them through several calls.
@@ -254,14 +255,17 @@ class KVDecoder:
         steps = max_new_tokens
         for t in range(max_new_tokens):
             if temperature > 0:
-                tok = sample_categorical(top_p_filter(logits / temperature, top_p).softmax(-1))
+                logits = top_p_filter(logits / temperature, top_p)          # what is sampled from (and scored)
+                tok = sample_categorical(logits.softmax(-1))
             else:
                 tok = logits.argmax(-1)
+            if lps is not None:  # one gather and a logsumexp per step: no [B, V] log-softmax copy
+                lp = logits.gather(-1, tok[:, None]).squeeze(1) - logits.logsumexp(-1)
             tok = tok.masked_fill(done, pad_token_id)
             where = slice(None) if rows is None else rows
             out[where, t] = tok
             if lps is not None:
-                lps[where, t] = logits.log_softmax(-1).gather(-1, tok[:, None]).squeeze(1)
+                lps[where, t] = lp.masked_fill(done, 0.0)
             done = done | (tok == eos_token_id)
             if t == max_new_tokens - 1 or bool(done.all()):
                 steps = t + 1

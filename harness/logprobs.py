@@ -30,8 +30,10 @@ _SPLIT_OK: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyD
 
 
 def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, resp_len: int, *,
-                       with_entropy: bool = True, chunk_tokens: int = 0, entropy_grad: bool = True):
-    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows.
+                       with_entropy: bool = True, chunk_tokens: int = 0, entropy_grad: bool = True,
+                       temperature: float = 1.0):
+    """Log-probs (and entropies) of the last ``resp_len`` tokens of left-padded prompt+response rows, under the
+    tempered distribution ``softmax(logits / temperature)`` the sampler drew them from.
 
     Args:
         input_ids: [B, P + T] left-padded prompts followed by right-padded responses.
@@ -39,15 +41,20 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
         chunk_tokens: most response tokens whose logits exist at once (0, or ``B * T`` at most: the model's
             own full forward, ``[B, T, V]`` logits, exactly as without chunking).
         entropy_grad: whether the entropy needs a gradient (an entropy bonus); if not it is computed detached.
+        temperature: the sampling temperature (> 0); the logits are divided by it, as TRL's ``selective_log_softmax``
+            on ``logits / temperature`` and verl's ``logits.div_(temperature)`` (``dp_actor.py``) do. Top-p is not
+            applied: like the peers, training scores the tempered, un-truncated distribution.
     Returns:
         logp [B, T] (float32), entropy [B, T] or None. Padding positions (``attention_mask`` 0) hold
         arbitrary values (0 when chunked).
     """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature})")
     chunked = 0 < chunk_tokens < input_ids.shape[0] * resp_len
     parts = split_lm(model) if chunked else None
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)                 # [B, P+T]
     if parts is None or not _split_matches(model, parts):
-        return _full_forward(model, input_ids, attention_mask, position_ids, resp_len, with_entropy)
+        return _full_forward(model, input_ids, attention_mask, position_ids, resp_len, with_entropy, temperature)
     backbone, head, transform = parts
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       use_cache=False).last_hidden_state                        # [B, P+T, H]
@@ -56,7 +63,7 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     targets = input_ids[:, -resp_len:][valid]                                  # [N]
 
     def run(h_c, t_c):
-        return _chunk(head, transform, h_c, t_c, with_entropy, entropy_grad)
+        return _chunk(head, transform, h_c, t_c, with_entropy, entropy_grad, temperature)
 
     spans = [(i, min(i + chunk_tokens, h.shape[0])) for i in range(0, h.shape[0], chunk_tokens)]
     recompute = torch.is_grad_enabled() and h.requires_grad and len(spans) > 1
@@ -70,20 +77,25 @@ def token_logp_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     return logp, entropy
 
 
-def _chunk(head, transform, h, targets, with_entropy: bool, entropy_grad: bool):
+def _chunk(head, transform, h, targets, with_entropy: bool, entropy_grad: bool, temperature: float):
     """``(logp [n], entropy [n] or None)`` of ``n`` hidden states ``h [n, H]`` and their next tokens."""
-    return _from_logits(transform(head(h)).float(), targets, with_entropy, entropy_grad)     # logits [n, V]
+    return _from_logits(transform(head(h)).float(), targets, with_entropy, entropy_grad,         # logits [n, V]
+                        temperature)
 
 
-def _full_forward(model, input_ids, attention_mask, position_ids, resp_len: int, with_entropy: bool):
+def _full_forward(model, input_ids, attention_mask, position_ids, resp_len: int, with_entropy: bool,
+                  temperature: float):
     """The unchunked computation: the model's own ``[B, T, V]`` logits."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 logits_to_keep=resp_len + 1, use_cache=False)
-    return _from_logits(out.logits[:, :-1].float(), input_ids[:, -resp_len:], with_entropy)  # [B, T, V], [B, T]
+    return _from_logits(out.logits[:, :-1].float(), input_ids[:, -resp_len:], with_entropy,   # [B, T, V], [B, T]
+                        temperature=temperature)
 
 
-def _from_logits(logits, targets, with_entropy: bool, entropy_grad: bool = True):
-    """``(logp [...], entropy [...] or None)`` of ``targets [...]`` under float32 ``logits [..., V]``."""
+def _from_logits(logits, targets, with_entropy: bool, entropy_grad: bool = True, temperature: float = 1.0):
+    """``(logp [...], entropy [...] or None)`` of ``targets [...]`` under float32 ``logits [..., V] / temperature``."""
+    if temperature != 1.0:
+        logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
     if not with_entropy:

@@ -4,11 +4,13 @@ Per step (``RLModule.training_step``): take this rank's prompts -> sample ``n`` 
 the rollout engine -> grade them (outcome reward 1/0) -> log-probs without grad where needed: the old
 policy's when the batch gets more than one update or the advantage uses them (PRL), otherwise the
 update pass's own detached log-probs serve (one update makes pi_old the current policy); the
-reference's when the advantage (PRL) or a KL loss needs them or ``log.kl_to_ref`` is on -> the plugin's
+reference's when the advantage (PRL) or a KL loss needs them or ``log.kl_to_ref`` is on; every log-prob and
+entropy is of ``softmax(logits / rollout.temperature)``, the distribution the engine sampled -> the plugin's
 advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss, each accumulated over
 micro-batches of at most ``train.micro_batch_size`` rows and ``train.max_micro_batch_tokens`` padded tokens
 (:mod:`harness.batching`; log-probs with full-vocabulary logits for ``train.logit_chunk_tokens`` tokens at a
-time, :mod:`harness.logprobs`), with gradient clipping and a guard that skips non-finite updates -> sync the
+time, :mod:`harness.logprobs`; the policy-gradient term weighted by ``train.rollout_correction``, from pi_old
+against the engine's own sampling log-probs, :mod:`algorithms.correction`), with gradient clipping and a guard that skips non-finite updates -> sync the
 engine's weights -> every ``train.save_every`` steps (and after the last one) a resumable checkpoint
 (:mod:`harness.checkpoint`). Manual optimisation throughout (never ``optimizer_step``);
 ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
@@ -34,12 +36,14 @@ import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from algorithms.core import Rollout
+from algorithms.correction import correction_weights
 from common.errors import HarnessError
 from harness import stop
-from harness.batching import auto_logit_chunk, auto_token_budget, collate, micro_inputs, pad_right, plan_micro_batches
-from harness.rollout import SamplingParams
+from harness.batching import (auto_logit_chunk, auto_token_budget, collate, micro_inputs, pad_right,
+                              plan_micro_batches, sampling_logp)
+from harness.rollout import SamplingParams, param_dtype
 from harness.logprobs import token_logp_entropy
-from harness.steps import entropy_share, step_loader, step_metrics
+from harness.steps import entropy_share, resolve_correction, step_loader, step_metrics, training_dtype
 from harness.train_data import prompt_of
 
 
@@ -85,6 +89,8 @@ class RLModule(L.LightningModule):
             else t.max_micro_batch_tokens
         self._logit_chunk = auto_logit_chunk(policy.config) if t.logit_chunk_tokens is None else t.logit_chunk_tokens
         self._newline_ids = None
+        self.correction = "none"  # train.rollout_correction as run (auto resolved in on_fit_start)
+        self.correction_info: dict = {}
         self._times: dict[str, float] = defaultdict(float)  # this step's seconds per phase (time_*_s metrics)
 
     # ------------------------------------------------------------------ setup
@@ -106,6 +112,11 @@ class RLModule(L.LightningModule):
         if self.ref is not None:
             self.ref.to(self.device)
         self.engine.start(self.policy)  # here: vLLM under DDP needs the process group to exist
+        t = self.cfg.train
+        sampled, trained = self.engine.sample_dtype, training_dtype(self.cfg.trainer.precision, param_dtype(self.policy))
+        self.correction = resolve_correction(t.rollout_correction, sampled, trained)
+        self.correction_info = {"mode": self.correction, "c": t.rollout_correction_c, "sample_dtype": sampled,
+                                "train_dtype": trained}   # run.json's rollout_correction
 
     def on_train_start(self) -> None:
         stop.install()  # over Lightning's SIGTERM handler, registered after on_fit_start
@@ -154,7 +165,8 @@ class RLModule(L.LightningModule):
         """``(logp [m, T], entropy [m, T] or None)`` of rows ``micro``, cut to their own padding."""
         m_ids, m_attn, m_T = micro_inputs(ids, attn, micro, T)
         logp, ent = token_logp_entropy(model, m_ids, m_attn, m_T, with_entropy=with_entropy,
-                                       chunk_tokens=self._logit_chunk, entropy_grad=entropy_grad)
+                                       chunk_tokens=self._logit_chunk, entropy_grad=entropy_grad,
+                                       temperature=self.cfg.rollout.temperature)
         return pad_right(logp, T), pad_right(ent, T)
 
     @torch.no_grad()
@@ -169,7 +181,8 @@ class RLModule(L.LightningModule):
     def _sample(self, batch):
         """``rollout.n`` responses per problem of the step (prompt-major), seeded by the step and rank."""
         r = self.cfg.rollout
-        params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens)
+        params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens,
+                                logprobs=True)
         seed = (self.cfg.seed * 100_003 + self.rollout_step) * 64 + self.global_rank
         return self.engine.generate([prompt_of(p, self.tokenizer) for p in batch], params, seed=seed)
 
@@ -190,7 +203,8 @@ class RLModule(L.LightningModule):
                           group_ids=torch.tensor([g.prompt_index for g in gens], device=self.device),
                           rewards=rewards, old_logp=old_logp,
                           ref_logp=ref_logp if needs_ref_logp(self.algo, cfg.algo) else None,
-                          newline_mask=self._newline_mask(resp_ids) & mask.bool())
+                          newline_mask=self._newline_mask(resp_ids) & mask.bool(),
+                          rollout_logp=sampling_logp(gens, T, self.device))
         return rollout, (ids, attn, T, ref_logp)
 
     def training_step(self, batch, batch_idx):
@@ -211,7 +225,7 @@ class RLModule(L.LightningModule):
         self._times["sync"] = t3 - t_sync
         self.rollout_step += 1
         metrics = {"step": self.rollout_step, "optimizer_step": self.optimizer_steps,
-                   **step_metrics(rollout, adv, old_logp, ref_logp),
+                   **step_metrics(rollout, adv, old_logp, ref_logp, cfg.train.rollout_correction_c),
                    "lr": self.optimizers().param_groups[0]["lr"],
                    "prompt_len": sum(len(g.prompt_ids) for g in gens) / len(gens),
                    "logp_passes": (rollout.old_logp is not None) + (ref_logp is not None),  # no-grad passes run
@@ -221,8 +235,9 @@ class RLModule(L.LightningModule):
                    "skipped_updates": self.skipped_updates, **stats,
                    "entropy_share": entropy_share(stats, cfg.algo),
                    **(self.algo.diagnostics(rollout, cfg.algo) if self.algo.diagnostics else {})}
-        self.log_dict({"reward": metrics["reward_mean"], "kl": metrics["kl"], "tok/s": metrics["tokens_per_s"]},
-                      prog_bar=True, on_step=True, batch_size=len(gens))
+        bar = {"reward": metrics["reward_mean"], "kl": metrics["kl"], "mismatch": metrics.get("mismatch_kl", math.nan),
+               "tok/s": metrics["tokens_per_s"]}
+        self.log_dict(bar, prog_bar=True, on_step=True, batch_size=len(gens))
         if self.metrics is not None:
             self.metrics(metrics)
         self._end_of_step()
@@ -289,7 +304,8 @@ class RLModule(L.LightningModule):
                                    entropy_grad=cfg.algo.entropy_coef != 0)
             if fill_old is not None:  # on-policy: pi_old = the policy before this (only) update
                 sub.old_logp = fill_old[micro] = logp.detach() * sub.response_mask
-            loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo, **counts)
+            loss, st = self.algo.compute_loss(logp, ent, sub, adv[micro], cfg.algo, **counts,
+                                              is_weights=self._is_weights(sub))
             t1 = time.perf_counter()
             if not torch.isfinite(loss):  # still backward: DDP ranks must all reduce gradients
                 finite = False
@@ -300,6 +316,12 @@ class RLModule(L.LightningModule):
                 for k, v in st.items():
                     sums[k] = sums.get(k, 0.0) + v
         return finite
+
+    def _is_weights(self, sub: Rollout) -> torch.Tensor | None:
+        """The rollout correction's token weights of a micro-batch (pi_old against the engine), or None."""
+        if self.correction == "none" or sub.rollout_logp is None:
+            return None
+        return correction_weights(sub.old_logp, sub.rollout_logp, self.correction, self.cfg.train.rollout_correction_c)
 
     def _optimizer_step(self, opt, sched, finite: bool) -> float | None:
         """Clip and step when the loss and gradient are finite on every rank (returns the gradient norm), else skip

@@ -14,7 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ def prepare(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, la
     if plan.get("done"):
         log.warning("run %s already finished; nothing to resume", run_dir)
         return None
+    if resume:
+        cfg = kept_on_resume(cfg, _saved_config(run_dir))
     check_engine(cfg.rollout.engine)
     make_trainer(cfg, steps=1, quiet=True)  # checks the trainer.* settings before anything is written
     for b, limit in cfg.eval.limits(list(benches)).items():
@@ -167,6 +169,13 @@ def _write_run_dir(cfg: RunConfig, start: int, info: dict, overwrite: bool, resu
         atomic_write_json(run_dir / "env.json", environment())
     atomic_write_json(run_dir / "run.json", info)
     return run_dir
+
+
+def kept_on_resume(cfg: RunConfig, saved: dict) -> RunConfig:
+    """``cfg`` for a resumed run: a run saved before ``train.rollout_correction`` existed keeps training without one."""
+    if saved and "train.rollout_correction" not in saved:
+        return replace(cfg, train=replace(cfg.train, rollout_correction="none"))
+    return cfg
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -132,7 +132,7 @@ def training_bar(enabled: bool) -> list:
 
     class RLStepBar(TQDMProgressBar):
         """Lightning's bar counting RL steps ("train 12/100"), created at the first step (not before
-        the base evaluation), with reward, KL and sampled tokens per second."""
+        the base evaluation), with reward, KL, the rollout/training mismatch and sampled tokens per second."""
 
         def on_train_start(self, trainer, pl_module) -> None:
             pass

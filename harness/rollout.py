@@ -32,6 +32,7 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 64
     seed: int = 0                   # base seed; the engine derives per-call seeds from it
+    logprobs: bool = False          # return each sampled token's log-prob under the distribution it was drawn from
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -53,12 +54,15 @@ class Generation:
     response_ids: list[int]         # includes the EOS token when the response stopped on it
     text: str                       # decoded response without special tokens
     finish_reason: str              # "stop" (EOS) or "length"
+    logprobs: list[float] | None = None  # per response token: log-prob under the sampling distribution (logits /
+    #                                   temperature, top-p renormalised) in the engine's precision; with params.logprobs
 
 
 class RolloutEngine(Protocol):
     def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
                  ) -> list[Generation]:
-        """Sample ``params.n`` responses for each prompt; returns len(prompts) * n records."""
+        """Sample ``params.n`` responses for each prompt; returns len(prompts) * n records (with
+        ``Generation.logprobs`` when ``params.logprobs``)."""
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Load the policy's current weights (no-op for engines that share the model)."""

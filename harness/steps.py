@@ -12,19 +12,39 @@ import math
 import torch
 
 from algorithms.core import Rollout
+from algorithms.correction import mismatch_metrics
+
+_PRECISION_DTYPES = {"bf16": "bfloat16", "16": "float16", "64": "float64"}  # Lightning precision prefixes
 
 
-def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp) -> dict:
-    """One RL step's reward, KL to the reference, response length and advantage statistics."""
+def training_dtype(precision: str, param_dtype: str) -> str:
+    """The precision the training forward computes in: Lightning's ``trainer.precision`` (``bf16-mixed`` and
+    ``bf16-true`` compute in bfloat16, ``16-*`` in float16), else the parameters' own dtype."""
+    return _PRECISION_DTYPES.get(str(precision).split("-")[0], param_dtype)
+
+
+def resolve_correction(mode: str, sample_dtype: str, train_dtype: str) -> str:
+    """``train.rollout_correction`` as run: ``auto`` is ``tis`` when the engine samples in another precision than
+    training computes in, else ``none``."""
+    if mode != "auto":
+        return mode
+    return "tis" if sample_dtype != train_dtype else "none"
+
+
+def step_metrics(rollout: Rollout, adv: torch.Tensor, old_logp, ref_logp, c: float = 2.0) -> dict:
+    """One RL step's reward, KL to the reference, response length and advantage statistics, and the
+    rollout/training mismatch (:mod:`algorithms.correction`) when the engine returned sampling log-probs."""
     mask, rewards = rollout.response_mask, rollout.rewards
     n_tok = float(mask.sum())
     valid = mask.bool()
+    mismatch = {} if rollout.rollout_logp is None else mismatch_metrics(old_logp, rollout.rollout_logp, mask, c)
     return {
         "reward_mean": rewards.mean().item(), "accuracy": (rewards > 0).float().mean().item(),
         "kl": ((old_logp - ref_logp)[valid].mean().item() if ref_logp is not None else float("nan")),
         "response_len": n_tok / mask.shape[0],
         "adv_mean": adv[valid].mean().item() if n_tok else 0.0,
         "adv_std": adv[valid].std().item() if n_tok > 1 else 0.0,
+        **mismatch,
     }
 
 

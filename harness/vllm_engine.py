@@ -11,13 +11,13 @@ of size > 1 already up) each rank gets its own engine on its own prompts via vLL
 ``external_launcher`` executor, which reuses the trainer's group; build it after the strategy
 has set the group up, since an engine built first would create a 1-rank group of its own.
 
-Sampling matches :class:`harness.hf_engine.HFEngine`: prompts are tokenized with
-``add_special_tokens=False``; temperature, top-p (top-k off), ``max_new_tokens``; the only stop
-token is ``tokenizer.eos_token_id`` (the model's generation_config is ignored on both sides);
-temperature 0 is greedy. Response ids include the EOS token when the response stopped on it, and
-text is decoded by the policy's tokenizer with special tokens skipped. Prompt ``i`` is seeded with
-``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th sample ``+ j``, so results are
-reproducible for a fixed seed.
+Sampling matches :class:`harness.hf_engine.HFEngine`: prompts are tokenized with ``add_special_tokens=False``;
+temperature, top-p (top-k off), ``max_new_tokens``; the only stop token is ``tokenizer.eos_token_id`` (the model's
+generation_config is ignored on both sides); temperature 0 is greedy. With ``SamplingParams.logprobs`` each sampled
+token's log-prob is vLLM's ``processed_logprobs`` (after temperature and top-p: the distribution it was drawn from).
+Response ids include the EOS token when the response stopped on it, and text is decoded by the policy's tokenizer
+with special tokens skipped. Prompt ``i`` is seeded with ``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th
+sample ``+ j``, so results are reproducible for a fixed seed.
 
 Chunked prefill is off on CPU. With it on, a call whose prompts exceed vLLM's batched-token budget
 (``max_num_batched_tokens``) gets a request prefilled in parts; vLLM then discards the token sampled
@@ -31,9 +31,8 @@ rewind works and vLLM's defaults are kept.
 Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache holds
 ``max_batch_tokens`` tokens (the token budget that bounds the transformers engine's batches; at least
 ``max_model_len``), at most ``gpu_memory_utilization`` x RAM; or exactly ``kv_cache_gib`` GiB when given
-(also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB). vLLM's own CPU default, the share of RAM, took 4.8 GB
-on a 24 GB machine where an 8 x 8 x 128 SmolLM2 step needs 0.8 GB. A call that needs more waits for
-free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs
+(also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB; vLLM's own CPU default, a share of RAM, is far more than a step
+needs: results/speed-smollm2). A call that needs more waits for free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs
 a head size of 32, 64, 80, 96, 112, 128, ... .
 The engine undoes vLLM's side effects on the caller: global RNG seeding, torch thread count and
 the disabling of ``torch.set_num_threads``, and environment variables meant for worker processes.
@@ -226,7 +225,7 @@ class VLLMEngine:
                     config_dir, dtype=dtype, seed=seed, max_model_len=max_model_len,
                     gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
                     load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
-                    **kwargs)
+                    logprobs_mode="processed_logprobs", **kwargs)
         finally:
             shutil.rmtree(config_dir, ignore_errors=True)
             # vLLM's CPU worker disables torch.set_num_threads process-wide and drops to 1 thread
@@ -261,7 +260,8 @@ class VLLMEngine:
         requests = [self._sampling_cls(
             n=params.n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
             top_k=0, max_tokens=params.max_new_tokens, stop_token_ids=[self.eos_id],
-            seed=base * 1_000_003 + i * params.n, detokenize=False)
+            seed=base * 1_000_003 + i * params.n, detokenize=False,
+            logprobs=0 if params.logprobs else None, flat_logprobs=True)
             for i in range(len(prompts))]
         threads = torch.get_num_threads()
         if self.gen_threads is not None:
@@ -277,9 +277,10 @@ class VLLMEngine:
                 resp = list(completion.token_ids)
                 if completion.finish_reason not in ("stop", "length"):
                     raise RuntimeError(f"vLLM request {i} ended with {completion.finish_reason!r}")
+                lps = list(completion.logprobs.logprobs) if params.logprobs else None   # the sampled token's
                 gens.append(Generation(i, prompt_ids[i], resp,
                                        tok.decode(resp, skip_special_tokens=True),
-                                       completion.finish_reason))
+                                       completion.finish_reason, lps))
         return gens
 
     def close(self) -> None:

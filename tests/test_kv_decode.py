@@ -59,7 +59,7 @@ def _cut(row: list[int]) -> list[int]:
 @pytest.mark.parametrize("cfg_cls,extra", [(LlamaConfig, {}), (Qwen2Config, {}), (Qwen3Config, {}),
                                            (LlamaConfig, {"attention_bias": True, "mlp_bias": True})],
                          ids=["llama-gqa", "qwen2-bias", "qwen3-qknorm", "llama-biases"])
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
 @pytest.mark.parametrize("small", [False, True], ids=["default-buffers", "grow3-compact2"])
 def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature, small):
     """``small``: the KV buffers grow 3 tokens at a time and finished rows are dropped every 2 steps."""
@@ -78,9 +78,9 @@ def test_logprobs_match_a_full_forward(cfg_cls, extra, temperature, small):
     P, T = max(map(len, prompts)), toks.shape[1]
     ids, attn = _padded(prompts, responses, P, T)
     with torch.no_grad():
-        ref, _ = token_logp_entropy(model, ids, attn, T, with_entropy=False)
+        ref, _ = token_logp_entropy(model, ids, attn, T, with_entropy=False, temperature=temperature or 1.0)
     valid = attn[:, P:].bool()
-    torch.testing.assert_close(lps[valid], ref[valid], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(lps[valid], ref[valid], atol=2e-4, rtol=1e-4)   # greedy: the raw logits' log-probs
     for r, resp in enumerate(responses):  # after EOS: padding only
         assert toks[r, len(resp):].eq(PAD).all()
 

@@ -108,3 +108,24 @@ def test_a_head_that_does_not_reproduce_the_logits_falls_back():
         ref, _ = token_logp_entropy(model, ids, attn, T, chunk_tokens=0)
         got, _ = token_logp_entropy(model, ids, attn, T, chunk_tokens=4)
     torch.testing.assert_close(got, ref)  # the full forward ran: padding positions equal too
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.7, 1.0])
+@pytest.mark.parametrize("chunk", [0, 5], ids=["full", "chunked"])
+def test_tempered_logprobs_and_entropy(temperature, chunk):
+    """``log_softmax(logits / T)`` at the chosen tokens and the entropy of ``softmax(logits / T)``, computed here from
+    the model's own logits, for the full and the chunked path (the distribution the sampler drew from)."""
+    model = random_model(LlamaConfig, False)
+    ids, attn, T = padded_batch(SMALL["vocab_size"])
+    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids).logits[:, -T - 1:-1] / temperature
+        want_logp = logits.log_softmax(-1).gather(-1, ids[:, -T:, None]).squeeze(-1)             # [B, T]
+        want_ent = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+        logp, ent = token_logp_entropy(model, ids, attn, T, chunk_tokens=chunk, temperature=temperature)
+    valid = attn[:, -T:].bool()
+    torch.testing.assert_close(logp[valid], want_logp[valid], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent[valid], want_ent[valid], rtol=1e-5, atol=1e-5)
+    if temperature != 1.0:  # the untempered log-probs are far off: the test can tell them apart
+        untempered, _ = token_logp_entropy(model, ids, attn, T, chunk_tokens=chunk)
+        assert (untempered - logp)[valid].abs().max() > 0.05

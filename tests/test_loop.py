@@ -68,6 +68,10 @@ def test_bfloat16_rollouts_train_a_float32_policy(tmp_path, tiny_path, monkeypat
     assert dtypes == [torch.bfloat16]
     row = _metrics(run_dir)[0]
     assert math.isfinite(row["grad_norm"]) and row["response_len"] > 0
+    # train.rollout_correction auto: tis, as sampling (bfloat16) and training (float32) precisions differ
+    assert json.loads((run_dir / "run.json").read_text())["rollout_correction"] == {
+        "mode": "tis", "c": 2.0, "sample_dtype": "bfloat16", "train_dtype": "float32"}
+    assert 1e-6 < row["mismatch_kl"] < 0.1 and row["mismatch_logp_abs_max"] > 1e-3
     before, after = _params(tiny_path), _params(run_dir / "checkpoint" / "final")
     assert {t.dtype for t in after.values()} == {torch.float32}
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -214,3 +218,21 @@ def test_train_data_bad_files(tmp_path, content, match):
     f.write_text(content)
     with pytest.raises(HarnessError, match=match):
         FileSource(str(f), seed=0, per_rank=2)
+
+
+@pytest.mark.slow
+def test_cli_run_at_temperature_half_writes_the_mismatch_metrics(tmp_path, tiny_path):
+    """At T = 0.5 the update scores ``log_softmax(logits / 0.5)``: the kv sampler's float32 log-probs of its own
+    tokens equal the training pass's, so the measured mismatch is float rounding (untempered it is ~0.1)."""
+    from tests.conftest import run_cli
+
+    proc = run_cli(["run", "--algo", "grpo", "--steps", "2", "--engine", "hf", "--name", "t05", "--results-dir",
+                    str(tmp_path), "--rollout.temperature", "0.5", "--eval.before", "false", "--eval.after", "false",
+                    "--rollout.prompts_per_step", "4", "--rollout.n", "4", "--quiet"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _metrics(tmp_path / "t05")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 0 <= r["mismatch_kl"] < 1e-6 and r["mismatch_logp_abs_max"] < 1e-3 and r["mismatch_outside_frac"] == 0
+    info = json.loads((tmp_path / "t05" / "run.json").read_text())
+    assert info["rollout_correction"]["mode"] == "none"      # auto: float32 sampling of a float32 policy

@@ -142,6 +142,27 @@ def test_weight_sync_after_a_training_step(setup):
     assert [g.response_ids for g in engine.generate(PROMPTS, GREEDY)] == before
 
 
+@pytest.mark.parametrize("temperature", [0.7, 1.0])
+def test_sampling_logprobs_follow_the_weights(setup, temperature):
+    """vLLM's processed log-probs of its own samples equal the training forward's ``log_softmax(logits / T)``
+    (float32), before and after a few optimizer steps; without the sync the stale copy is caught."""
+    from test_sampling_logprobs import TOL, engine_vs_training, train_a_few_steps
+
+    model, tok, engine = setup
+    params = SamplingParams(n=4, temperature=temperature, max_new_tokens=24, logprobs=True)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        diff, n = engine_vs_training(engine, model, tok, params)
+        assert n > 40 and diff < TOL
+        train_a_few_steps(model, tok)
+        assert engine_vs_training(engine, model, tok, params)[0] > 1e-2   # stale weights
+        engine.sync_weights(model)
+        assert engine_vs_training(engine, model, tok, params)[0] < TOL
+    finally:
+        model.load_state_dict(saved)
+        engine.sync_weights(model)
+
+
 def test_sampling_shapes_and_seeds(setup):
     _, tok, engine = setup
     params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=5)

@@ -31,6 +31,7 @@ TRAIN_KEYS = {
     "kl": ("KL to reference", "KL(pi_old || pi_ref) (nats/token)"),
     "entropy": ("policy entropy", "entropy (nats/token)"),
     "response_len": ("response length", "response length (tokens)"),
+    "mismatch_kl": ("rollout/training mismatch", "KL(rollout || training), k3 (nats/token)"),
 }
 X_AXES = {
     "step": ("training.png", "RL step"),
