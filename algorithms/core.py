@@ -88,8 +88,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         check_choice("loss_agg", self.loss_agg, LOSS_AGG_MODES)
-        check(0 <= self.clip_eps_low < 1, f"algo.clip_eps_low must be in [0, 1) (got {self.clip_eps_low}): "
-              "the ratio's lower clip 1 - clip_eps_low must lie in (0, 1]")
+        check(0 <= self.clip_eps_low < 1, f"algo.clip_eps_low must be in [0, 1) (got {self.clip_eps_low})")
         check(self.clip_eps_high > 0, f"algo.clip_eps_high must be > 0 (got {self.clip_eps_high})")
         check(self.dual_clip == 0 or self.dual_clip > 1,
               f"algo.dual_clip must be 0 (off) or > 1 (got {self.dual_clip})")

@@ -240,7 +240,7 @@ def test_prl_orm_matches_naive_loop(split):
 
 # ----------------------------------------------------------------------------- configs and registry
 @pytest.mark.parametrize("cls, kw, message", [
-    (LossConfig, {"clip_eps_low": 0}, "algo.clip_eps_low must be > 0 (got 0)"),
+    (LossConfig, {"clip_eps_low": 1.0}, "algo.clip_eps_low must be in [0, 1) (got 1.0)"),
     (LossConfig, {"clip_eps_high": -0.1}, "algo.clip_eps_high must be > 0 (got -0.1)"),
     (LossConfig, {"dual_clip": 1.0}, "algo.dual_clip must be 0 (off) or > 1 (got 1.0)"),
     (LossConfig, {"kl_coef": -1}, "algo.kl_coef must be >= 0 (got -1)"),
@@ -253,7 +253,7 @@ def test_prl_orm_matches_naive_loop(split):
     (PRLConfig, {"step_len": 0}, "algo.step_len must be >= 1 (got 0)"),
     (PRLConfig, {"mode": "x"}, "algo.mode must be one of orm, prm (got 'x')"),
     (PRLConfig, {"step_split": "nn"}, "algo.step_split must be one of length, newline (got 'nn')"),
-    (PRLConfig, {"clip_eps_low": 0}, "algo.clip_eps_low must be > 0 (got 0)"),  # base checks still run
+    (PRLConfig, {"clip_eps_low": -0.1}, "algo.clip_eps_low must be in [0, 1) (got -0.1)"),  # base checks still run
     (get_algorithm("grpo").config_cls, {"eps": -1}, "algo.eps must be >= 0 (got -1)"),
     (get_algorithm("reinforce").config_cls, {"baseline": "x"},
      "algo.baseline must be one of none, batch_mean, group_mean (got 'x')"),
