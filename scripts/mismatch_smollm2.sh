@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rollout/training mismatch on the real model (SmolLM2-135M-Instruct), sized for a 2-core CPU machine (~45 min):
+# Rollout/training mismatch on the real model (SmolLM2-135M-Instruct), sized for a 2-core CPU machine (about 75 min):
 # 1. the engines' mismatch and the cost of sampling log-probs (scripts/bench_mismatch.py);
 # 2. three short GRPO runs at T = 0.6 (results/mismatch-smollm2/protocol.yaml): bfloat16 sampling with
 #    train.rollout_correction tis, the same with none, and float32 sampling; then their training curves.
