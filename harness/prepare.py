@@ -172,10 +172,11 @@ def _write_run_dir(cfg: RunConfig, start: int, info: dict, overwrite: bool, resu
 
 
 def kept_on_resume(cfg: RunConfig, saved: dict) -> RunConfig:
-    """``cfg`` for a resumed run: a run saved before ``train.rollout_correction`` existed keeps training without one."""
-    if saved and "train.rollout_correction" not in saved:
-        return replace(cfg, train=replace(cfg.train, rollout_correction="none"))
-    return cfg
+    """``cfg`` for a resumed run: ``train.rollout_correction auto`` (the default) keeps what the run had, ``none``
+    for a run saved before the setting existed; another value given for an old run is taken as asked."""
+    if not saved or cfg.train.rollout_correction != "auto":
+        return cfg
+    return replace(cfg, train=replace(cfg.train, rollout_correction=saved.get("train.rollout_correction", "none")))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -215,7 +216,8 @@ def resume_plan(cfg: RunConfig, run_dir: Path, rank: int) -> dict:
     if rank == 0 and saved:
         now = _flatten(yaml.safe_load(dump_yaml(cfg)))
         diff = [f"{k} ({saved[k]!r} -> {now[k]!r})" for k in sorted(set(saved) & set(now))  # keys newer than
-                if saved[k] != now[k] and not k.startswith(RESUME_MAY_CHANGE)]                 # the run: defaults
+                if saved[k] != now[k] and not k.startswith(RESUME_MAY_CHANGE)                  # the run: defaults
+                and not (k == "train.rollout_correction" and now[k] == "auto")]                # auto: kept_on_resume
         if diff:
             raise HarnessError(f"cannot resume {run_dir}: its config differs in {', '.join(diff[:5])}"
                                f"{' ...' if len(diff) > 5 else ''}; resume with the same settings or use --overwrite")

@@ -89,8 +89,36 @@ def test_old_runs_resume_without_a_correction():
     assert cfg.train.rollout_correction == "auto"
     old = {"train.steps": 100, "train.lr": 5e-4}                   # a config.yaml saved before the key existed
     assert kept_on_resume(cfg, old).train.rollout_correction == "none"
-    assert kept_on_resume(cfg, {**old, "train.rollout_correction": "auto"}) is cfg
+    # resumed again: its config.yaml now says none, which the default keeps (no refusal, no switch to tis)
+    assert kept_on_resume(cfg, {**old, "train.rollout_correction": "none"}).train.rollout_correction == "none"
+    assert kept_on_resume(cfg, {**old, "train.rollout_correction": "tis"}).train.rollout_correction == "tis"
+    asked = build_config({}, ["algo.name=grpo", "train.rollout_correction=mask"])
+    assert kept_on_resume(asked, old) is asked                     # asked for explicitly: taken as asked
     assert kept_on_resume(cfg, {}) is cfg
+
+
+def test_resuming_an_old_run_twice(tmp_path, tiny_path):
+    """A run whose config.yaml predates the setting resumes with none (where auto would be tis: bfloat16 sampling),
+    and resumes again without a refusal."""
+    import json
+
+    import yaml
+
+    from harness.config import build_config
+    from harness.train import run
+
+    fast = ["algo.name=grpo", f"results_dir={tmp_path}", "name=old", "rollout.prompts_per_step=2", "rollout.n=2",
+            "rollout.max_new_tokens=8", "eval.before=false", "eval.after=false", "log.progress=false",
+            "train.keep_last=true", "rollout.engine=hf", "rollout.dtype=bfloat16"]   # auto alone would pick tis
+    run_dir = run(build_config({}, [*fast, "train.steps=1"]))
+    assert json.loads((run_dir / "run.json").read_text())["rollout_correction"]["mode"] == "tis"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["train"]["rollout_correction"]                        # as written before the setting existed
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    for steps in (2, 3):
+        run(build_config({}, [*fast, f"train.steps={steps}"]), resume=True)
+        assert json.loads((run_dir / "run.json").read_text())["rollout_correction"]["mode"] == "none"
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["rollout_correction"] == "none"
 
 
 def test_plugins_accept_weights():
