@@ -10,8 +10,9 @@ advantages -> ``epochs x mini_batches`` optimizer steps of the plugin's loss, ea
 micro-batches of at most ``train.micro_batch_size`` rows and ``train.max_micro_batch_tokens`` padded tokens
 (:mod:`harness.batching`; log-probs with full-vocabulary logits for ``train.logit_chunk_tokens`` tokens at a
 time, :mod:`harness.logprobs`; the policy-gradient term weighted by ``train.rollout_correction``, from pi_old
-against the engine's own sampling log-probs, :mod:`algorithms.correction`), with gradient clipping and a guard that skips non-finite updates -> sync the
-engine's weights -> every ``train.save_every`` steps (and after the last one) a resumable checkpoint
+against the engine's own sampling log-probs, :mod:`algorithms.correction`), with gradient clipping and a guard
+that skips non-finite updates -> sync the engine's weights -> every ``train.save_every`` steps (and after the
+last one) a resumable checkpoint
 (:mod:`harness.checkpoint`). Manual optimisation throughout (never ``optimizer_step``);
 ``rollout_step`` and ``optimizer_step`` are counted and logged explicitly because Lightning's
 ``global_step`` counts optimizer steps. Each step logs its seconds per phase: ``time_generate_s``,
@@ -89,8 +90,7 @@ class RLModule(L.LightningModule):
             else t.max_micro_batch_tokens
         self._logit_chunk = auto_logit_chunk(policy.config) if t.logit_chunk_tokens is None else t.logit_chunk_tokens
         self._newline_ids = None
-        self.correction = "none"  # train.rollout_correction as run (auto resolved in on_fit_start)
-        self.correction_info: dict = {}
+        self.correction: dict = {"mode": "none"}  # train.rollout_correction as run (run.json), set in on_fit_start
         self._times: dict[str, float] = defaultdict(float)  # this step's seconds per phase (time_*_s metrics)
 
     # ------------------------------------------------------------------ setup
@@ -113,10 +113,10 @@ class RLModule(L.LightningModule):
             self.ref.to(self.device)
         self.engine.start(self.policy)  # here: vLLM under DDP needs the process group to exist
         t = self.cfg.train
-        sampled, trained = self.engine.sample_dtype, training_dtype(self.cfg.trainer.precision, param_dtype(self.policy))
-        self.correction = resolve_correction(t.rollout_correction, sampled, trained)
-        self.correction_info = {"mode": self.correction, "c": t.rollout_correction_c, "sample_dtype": sampled,
-                                "train_dtype": trained}   # run.json's rollout_correction
+        sampled = self.engine.sample_dtype
+        trained = training_dtype(self.cfg.trainer.precision, param_dtype(self.policy))
+        self.correction = {"mode": resolve_correction(t.rollout_correction, sampled, trained),
+                           "c": t.rollout_correction_c, "sample_dtype": sampled, "train_dtype": trained}
 
     def on_train_start(self) -> None:
         stop.install()  # over Lightning's SIGTERM handler, registered after on_fit_start
@@ -319,9 +319,9 @@ class RLModule(L.LightningModule):
 
     def _is_weights(self, sub: Rollout) -> torch.Tensor | None:
         """The rollout correction's token weights of a micro-batch (pi_old against the engine), or None."""
-        if self.correction == "none" or sub.rollout_logp is None:
+        if self.correction["mode"] == "none" or sub.rollout_logp is None:
             return None
-        return correction_weights(sub.old_logp, sub.rollout_logp, self.correction, self.cfg.train.rollout_correction_c)
+        return correction_weights(sub.old_logp, sub.rollout_logp, self.correction["mode"], self.correction["c"])
 
     def _optimizer_step(self, opt, sched, finite: bool) -> float | None:
         """Clip and step when the loss and gradient are finite on every rank (returns the gradient norm), else skip

@@ -104,7 +104,7 @@ def fit(run: Prepared, grader, metrics) -> tuple:
     bars = training_bar(cfg.log.progress)  # RL steps, reward, KL, tok/s (harness/progress.py)
     trainer = make_trainer(cfg, steps=cfg.train.steps - run.start, callbacks=[BaseEvaluation(run, grader), *bars])
     trainer.fit(module)
-    run.info["rollout_correction"] = module.correction_info   # train.rollout_correction as run (auto resolved)
+    run.info["rollout_correction"] = module.correction   # train.rollout_correction as run (auto resolved)
     if module.stopped_by is not None:
         raise stop.Interrupted(module.stopped_by, f"stopped by {signal.Signals(module.stopped_by).name} after RL "
                                f"step {module.rollout_step} (checkpoint/last written); continue with --resume")

@@ -62,10 +62,21 @@ def test_bfloat16_rollouts_train_a_float32_policy(tmp_path, tiny_path, monkeypat
         init(self, model, dtype)
 
     monkeypatch.setattr(kv_decode.KVDecoder, "__init__", recorded)
+    from harness import loop
+
+    weights = []   # the loop's TIS weights of each micro-batch
+
+    def spy(*args):
+        weights.append(loop_weights(*args))
+        return weights[-1]
+
+    loop_weights = loop.correction_weights
+    monkeypatch.setattr(loop, "correction_weights", spy)
     cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}", "rollout.engine=hf",
                             "rollout.dtype=bfloat16", *FAST])
     run_dir = run(cfg)
     assert dtypes == [torch.bfloat16]
+    assert len(weights) == 1 and weights[0].max() <= 2.0 and (weights[0] != 1).any()   # min(u, C) per token
     row = _metrics(run_dir)[0]
     assert math.isfinite(row["grad_norm"]) and row["response_len"] > 0
     # train.rollout_correction auto: tis, as sampling (bfloat16) and training (float32) precisions differ
