@@ -40,7 +40,7 @@ def test_parse_overrides():
     (["algo.name=prl", "algo.eta=0"], "algo.eta must be > 0"),
     (["algo.name=prl", "algo.step_len=0"], "algo.step_len"),
     (["algo.name=grpo", "rollout.n=0"], "rollout.n must be >= 1"),
-    (["algo.name=grpo", "algo.clip_eps_low=0"], "clip_eps_low"),
+    (["algo.name=grpo", "algo.clip_eps_low=1"], r"algo.clip_eps_low must be in \[0, 1\) \(got 1.0\)"),
     (["algo.name=grpo", "rollout.temperature=0"], "rollout.temperature must be > 0"),
     (["algo.name=grpo", "rollout.dtype=bf16"],
      r"rollout.dtype must be auto \| policy \| float32 \| bfloat16 \| float16 \(got 'bf16'\)"),
