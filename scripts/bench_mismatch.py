@@ -70,16 +70,22 @@ def overhead(engine, prompts, args) -> dict:
 
 def curves(run_dirs: list[str], out: Path) -> None:
     """Per-step reward and mismatch of the runs under ``run_dirs`` (a table) and their training plot."""
-    from harness.plots.training import plot_training
-    from harness.runs import load_runs
+    from types import SimpleNamespace
 
-    runs, _ = load_runs(run_dirs)
+    from harness.plots.training import plot_training
+    from harness.runs import expand_dirs
+
+    runs = []   # training curves only: these runs have no evaluation, which harness.runs.load_runs requires
+    for path in expand_dirs(run_dirs)[0]:
+        info = json.loads((path / "run.json").read_text())
+        label = f"{path.parent.parent.name}" + "".join(f", {k.split('.')[-1]} {v}" for k, v in info["settings"].items())
+        runs.append(SimpleNamespace(path=path, label=label, seed=info["seed"]))
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| run | " + " | ".join(f"step {i}" for i in range(1, 11)) + " |", "|---|" + "---:|" * 10]
     for run in runs:
         rows = [json.loads(x) for x in (run.path / "train" / "metrics.jsonl").read_text().splitlines()]
         for key, fmt in (("reward_mean", "{:.3f}"), ("mismatch_kl", "{:.2e}")):
-            lines.append(f"| {run.path.parent.parent.name}/{run.label} {key} | "
+            lines.append(f"| {run.label}: {key} | "
                          + " | ".join(fmt.format(r[key]) for r in rows[:10]) + " |")
     (out / "curves.md").write_text("\n".join(lines) + "\n")
     plot_training(runs, out / "training.png")
