@@ -130,8 +130,8 @@ def _sft_batch(tokenizer, problems, device) -> tuple[torch.Tensor, torch.Tensor]
 def sampled_accuracy(model, tokenizer, problems, *, seed: int = 0, max_new_tokens: int = 48) -> float:
     """Fraction of ``problems`` answered correctly by one temperature-1.0 sample each."""
     from benchmarks.arith import boxed_integer, plain_prompt
-    from harness.hf_engine import HFEngine
-    from harness.rollout import SamplingParams
+    from harness.engines.hf import HFEngine
+    from harness.engines import SamplingParams
 
     # model.generate, as when the warm-start recipe was fixed: another sampler draws other samples, which can
     # move the step where validation passes and so change the cached model (bump _WARM_START_VERSION then)

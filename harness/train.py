@@ -95,7 +95,7 @@ def fit(run: Prepared, grader, metrics) -> tuple:
         if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available():
             run.policy.to("cuda")
         engine.start(run.policy)
-        evaluate_base(run, engine.engine, grader)
+        evaluate_base(run, engine, grader)
         checkpoint.load_weights(run.policy, run.last)
         engine.sync_weights(run.policy)
         return engine, run.rank == 0
@@ -118,12 +118,12 @@ class BaseEvaluation(L.Callback):
         self.run, self.grader = run, grader
 
     def on_train_start(self, trainer, module) -> None:
-        evaluate_base(self.run, module.engine.engine, self.grader)
+        evaluate_base(self.run, module.engine, self.grader)
 
 
 def evaluate_final(run: Prepared, engine, grader) -> None:
     if run.cfg.eval.after:
-        _evaluate(run, engine.engine, run.benches, run.run_dir / "eval", grader)
+        _evaluate(run, engine, run.benches, run.run_dir / "eval", grader)
 
 
 def close(run: Prepared, metrics, train_time_s: float) -> None:
@@ -178,13 +178,13 @@ def _evaluate(run: Prepared, engine, benches, out_dir: Path, grader) -> None:
 def _base_key(run: Prepared, engine, grader, bench: str) -> str:
     from benchmarks import get_benchmark
     from harness import base_cache
-    from harness.rollout import param_dtype
+    from harness.engines import param_dtype
 
     if run.digest is None:  # of the base weights: computed before any update
         run.digest = base_cache.model_digest(run.policy, run.tokenizer)
-    settings = dict(_eval_kwargs(run.cfg, bench), engine=type(engine).__name__,
+    settings = dict(_eval_kwargs(run.cfg, bench), engine=engine.kind,
                     prompt="chat_template" if getattr(run.tokenizer, "chat_template", None) else "plain")
-    sampled_in = getattr(engine, "sample_dtype", None)
+    sampled_in = engine.sample_dtype
     if sampled_in != param_dtype(run.policy):  # only then: earlier runs' cached evaluations (the policy's
         settings["dtype"] = sampled_in         # dtype) still match
     source = get_benchmark(bench).source(run.cfg.data.data_dir)
