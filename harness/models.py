@@ -21,9 +21,7 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import string
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import torch
 
 from common.errors import HarnessError
+from common.atomic import atomic_folder
 from harness import smollm2
 
 log = logging.getLogger(__name__)
@@ -179,16 +178,11 @@ def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
             log.info("tiny warm start: step %d loss %.3f val acc %.3f", step, loss.item(), acc)
             if acc >= spec.target_acc:
                 break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tiny-"))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "warm_start.json").write_text(json.dumps(
-        {"spec": asdict(spec), "steps": step, "val_acc": acc, "seconds": round(time.time() - t0, 1)}, indent=2))
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(path, replace=False) as tmp:   # another process that finished first keeps its folder
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "warm_start.json").write_text(json.dumps(
+            {"spec": asdict(spec), "steps": step, "val_acc": acc, "seconds": round(time.time() - t0, 1)}, indent=2))
 
 
 # built-in model name -> function returning its cached directory (building it on first use)
