@@ -33,32 +33,41 @@ from harness.results import append_jsonl, atomic_write_json
 
 def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label: str | None = None,
         settings: dict | None = None) -> Path:
-    """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots."""
-    from benchmarks.grading import Grader
+    """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots.
 
+    The run directory is locked from before it is written until the run ends: a second process on it (``--overwrite``
+    while the first still stops, ``--resume`` twice) gets a one-line error (exit 3) instead of mixing two runs' files.
+    """
     with stop.stop_on_signals():
         run = prepare(cfg, overwrite=overwrite, resume=resume, label=label, settings=settings)
         if run is None:
             return Path(cfg.results_dir) / cfg.run_name
-        t_start = time.time()
-        metrics = MetricsLog(cfg, run.run_dir) if run.rank == 0 else None
-        try:
-            with Grader() as grader:
-                engine, is_zero = fit(run, grader, metrics)
-                try:
-                    if is_zero:
-                        from harness import checkpoint
-                        checkpoint.save_pretrained_atomic(run.policy, run.tokenizer, run.run_dir / "checkpoint" / "final")
-                    evaluate_final(run, engine, grader)
-                finally:
-                    engine.close()
-        except stop.Interrupted:
-            if run.rank == 0:
-                atomic_write_json(run.run_dir / "run.json", dict(run.info, status="interrupted"))
-            raise
-        if is_zero:
-            close(run, metrics, time.time() - t_start)
+        with run.lock:
+            _fit_evaluate_close(run)
     return run.run_dir
+
+
+def _fit_evaluate_close(run: Prepared) -> None:
+    from benchmarks.grading import Grader
+
+    t_start = time.time()
+    metrics = MetricsLog(run.cfg, run.run_dir) if run.rank == 0 else None
+    try:
+        with Grader() as grader:
+            engine, is_zero = fit(run, grader, metrics)
+            try:
+                if is_zero:
+                    from harness import checkpoint
+                    checkpoint.save_pretrained_atomic(run.policy, run.tokenizer, run.run_dir / "checkpoint" / "final")
+                evaluate_final(run, engine, grader)
+            finally:
+                engine.close()
+    except stop.Interrupted:
+        if run.rank == 0:
+            atomic_write_json(run.run_dir / "run.json", dict(run.info, status="interrupted"))
+        raise
+    if is_zero:
+        close(run, metrics, time.time() - t_start)
 
 
 def evaluate_base(run: Prepared, engine, grader) -> None:
