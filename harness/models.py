@@ -16,6 +16,7 @@ hash of everything that determines it, and then loaded back through the same pat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -30,6 +31,7 @@ import torch
 
 from common.errors import HarnessError
 from common.atomic import atomic_folder
+from harness.progress import hf_bars_off
 from harness import smollm2
 
 log = logging.getLogger(__name__)
@@ -178,7 +180,7 @@ def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
             log.info("tiny warm start: step %d loss %.3f val acc %.3f", step, loss.item(), acc)
             if acc >= spec.target_acc:
                 break
-    with atomic_folder(path, replace=False) as tmp:   # another process that finished first keeps its folder
+    with atomic_folder(path, replace=False) as tmp, hf_bars_off():   # another process finished first: its folder
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "warm_start.json").write_text(json.dumps(
@@ -242,10 +244,12 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
         raise HarnessError(f"model {name_or_path!r} ({config.model_type}) is not a causal language "
                            "model (AutoModelForCausalLM has no class for it)")
+    quiet = hf_bars_off() if builtin is not None or local.is_dir() else contextlib.nullcontext()  # a download: bars
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **hub)
+        with quiet:   # "Loading weights" only with --verbose
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation, **hub)
     except (OSError, ValueError) as err:
         raise HarnessError(f"cannot load the weights of model {name_or_path!r}: "
                            f"{str(err).splitlines()[0]}") from None
