@@ -14,8 +14,8 @@ from dataclasses import fields
 
 import torch
 
-from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, aggregate_loss, check,
-                             compute_loss, kl_estimate)
+from algorithms.core import ALGORITHMS, Algorithm, LossConfig, Rollout, check
+from algorithms.loss import aggregate_loss, compute_loss, kl_estimate
 
 # Built-ins register on import, in this order (`harness ls` lists them so).
 from algorithms import prl, grpo, raft, reinforce  # noqa: E402,F401  isort: skip

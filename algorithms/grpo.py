@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, check,
-                             compute_loss, group_normalized_scores)
+                             group_normalized_scores)
+from algorithms.loss import compute_loss
 
 
 @dataclass

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, check, check_choice,
-                             compute_loss, group_normalized_scores, group_stats, suffix_sum)
+                             group_normalized_scores, group_stats, suffix_sum)
+from algorithms.loss import compute_loss
 
 PRL_MODES = ("orm", "prm")
 STEP_SPLITS = ("length", "newline")

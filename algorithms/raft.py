@@ -24,8 +24,8 @@ from functools import partial
 
 import torch
 
-from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, compute_loss,
-                             nll_token_loss)
+from algorithms.core import ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast
+from algorithms.loss import compute_loss, nll_token_loss
 
 
 @dataclass
@@ -41,7 +41,7 @@ def compute_raft_advantages(rollout: Rollout, cfg: RAFTConfig) -> torch.Tensor:
 
 
 compute_raft_loss = partial(compute_loss, token_loss=nll_token_loss)
-compute_raft_loss.__doc__ = "RAFT loss: aggregated ``-A * logp`` (+ KL / entropy terms); see core.compute_loss."
+compute_raft_loss.__doc__ = "RAFT loss: aggregated ``-A * logp`` (+ KL / entropy terms); see algorithms.loss.compute_loss."
 
 ALGORITHMS.register("raft", Algorithm(
     name="raft",

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, check_choice,
-                             compute_loss, group_mean_std, group_stats)
+                             group_mean_std, group_stats)
+from algorithms.loss import compute_loss
 
 BASELINES = ("none", "batch_mean", "group_mean")
 

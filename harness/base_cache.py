@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from common.atomic import atomic_folder
 
 FILES = ("samples.jsonl", "summary.json")
 SAMPLES_FORMAT = 2  # bump when samples.jsonl rows change (2: prompt and gold added), so no stale copy is reused
@@ -62,14 +62,9 @@ def restore(key: str, bench: str, dest: Path) -> bool:
     src = cache_root() / key / bench
     if not all((src / f).is_file() for f in FILES):
         return False
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{bench}."))
-    try:
+    with atomic_folder(dest, replace=True) as tmp:
         for f in FILES:
             shutil.copyfile(src / f, tmp / f)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return True
 
 
@@ -78,13 +73,6 @@ def store(key: str, bench: str, src: Path) -> None:
     dest = cache_root() / key / bench
     if dest.is_dir():
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{bench}."))
-    try:
+    with atomic_folder(dest, replace=False) as tmp:   # another run that stored it first keeps its copy
         for f in FILES:
             shutil.copyfile(src / f, tmp / f)
-        os.replace(tmp, dest)
-    except OSError:  # another run stored it first
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

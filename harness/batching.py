@@ -6,7 +6,7 @@ The forward/backward passes run over micro-batches (:func:`plan_micro_batches`) 
 micro-batch's own rows, stay within ``train.max_micro_batch_tokens``; each micro-batch is cut to those
 columns (:func:`micro_inputs`), so memory per pass is bounded by the token budget whatever the prompt and
 response lengths. Gradient accumulation over any grouping is exact because the loss of every micro-batch is
-normalised by the whole mini-batch's token / sequence counts (``algorithms.core.aggregate_loss``).
+normalised by the whole mini-batch's token / sequence counts (``algorithms.loss.aggregate_loss``).
 
     python -c "import torch; from harness.batching import plan_micro_batches as p; \
 print(p(torch.tensor([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 1, 1, 0]]), torch.arange(3), 2, \

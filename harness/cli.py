@@ -10,12 +10,12 @@ shortened to one line the same way. A run stopped by SIGTERM/SIGINT (:mod:`harne
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from common.errors import HarnessError
+from harness.commands import evaluate, grade, ls, run, sweep, table
 
-COMMANDS = ("run", "evaluate", "grade", "sweep", "table", "ls")
+COMMANDS = (run, evaluate, grade, sweep, table, ls)   # each adds its subparser, in this order
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="harness", description="RL fine-tuning of LLMs on math reasoning: "
                            "PRL, GRPO, RAFT/RAFT++, REINFORCE/RLOO; evaluation, sweeps and tables.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"harness.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"harness.commands.{name}":
-                raise
-            continue
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 

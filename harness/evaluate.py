@@ -15,7 +15,7 @@ Memory is bounded whatever the benchmark and model:
   instruction stay) and lists it under ``truncated_too_long``.
 * **Token-budget chunks.** Problems are sorted by prompt length and grouped into chunks of at most
   ``batch_size`` prompts with ``prompts x n x (longest prompt + max_new_tokens) <= max_batch_tokens``
-  (:func:`harness.rollout.token_batches`); the hf engine samples a chunk in one batch under the same
+  (:func:`harness.engines.base.token_batches`); the hf engine samples a chunk in one batch under the same
   budget (it drops finished rows as it goes), so peak memory follows ``max_batch_tokens``.
 
 Each chunk's samples are appended to ``<out_dir>/<bench>/samples.jsonl`` as soon as they are graded;
@@ -29,7 +29,6 @@ alone.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -46,7 +45,7 @@ from harness import stop
 from harness.metrics import summarize
 from harness.progress import ticking
 from harness.results import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from harness.rollout import SamplingParams, token_batches
+from harness.engines import SamplingParams, token_batches
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -75,7 +74,7 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
 
     Args:
         model_name: recorded in the summaries (``tiny``, a path or a hub id).
-        engine: a :class:`harness.rollout.RolloutEngine`.
+        engine: a :class:`harness.engines.base.RolloutEngine`.
         tokenizer: used only to build prompts (chat template or plain text).
         bench_names: registered benchmark names.
         out_dir: ``<out_dir>/<bench>/{samples.jsonl,summary.json}`` are written.
@@ -111,12 +110,12 @@ def evaluate(model_name: str, engine, tokenizer, bench_names: Sequence[str], out
     settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "seed": seed, "limit": limit, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
                 "too_long": too_long, "max_prompt_tokens": context - max_new_tokens if context else None,
-                "engine": type(engine).__name__, "dtype": getattr(engine, "sample_dtype", None),
+                "engine": engine.kind, "dtype": engine.sample_dtype,
                 "prompt": "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"}
     chunking = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "too_long": too_long,
                 "max_prompt_tokens": settings["max_prompt_tokens"]}
     try:
-        with _engine_budget(engine, max_batch_tokens):
+        with engine.batch_tokens(max_batch_tokens):   # each chunk under the evaluation's token budget
             return {b: _evaluate_bench(model_name, engine, tokenizer, b, problems[b], Path(out_dir) / b,
                                        params, chunking, grader, progress, resume,
                                        dict(settings, data=get_benchmark(b).source(data_dir)), shard)
@@ -134,25 +133,11 @@ def _check_chunking(engine, batch_size, max_batch_tokens, too_long: str, max_new
         raise HarnessError(f"eval max_batch_tokens must be a positive integer (got {max_batch_tokens!r})")
     if too_long not in TOO_LONG:
         raise HarnessError(f"eval too_long must be one of {', '.join(TOO_LONG)} (got {too_long!r})")
-    context = getattr(engine, "max_context", None) or getattr(engine, "max_model_len", None)   # hf | vllm
+    context = engine.max_context
     if context is not None and context <= max_new_tokens:
         raise HarnessError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the "
                            f"model's context ({context} tokens)")
     return context
-
-
-@contextlib.contextmanager
-def _engine_budget(engine, max_batch_tokens: int):
-    """Sample each chunk under the evaluation's token budget (engines with one: hf)."""
-    if not hasattr(engine, "max_batch_tokens"):
-        yield
-        return
-    before = engine.max_batch_tokens
-    engine.max_batch_tokens = max_batch_tokens
-    try:
-        yield
-    finally:
-        engine.max_batch_tokens = before
 
 
 def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt_tokens: int | None,
@@ -169,7 +154,7 @@ def prepare_prompts(spec, problems: list[Problem], tokenizer, engine, max_prompt
         ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     else:
         ids = None
-    as_ids = ids is not None and getattr(engine, "accepts_token_ids", False)
+    as_ids = ids is not None and engine.accepts_token_ids
     kept, prompts, lengths, skipped, truncated, sent = [], [], [], [], [], []
     for i, (p, text) in enumerate(zip(problems, texts)):
         length = len(ids[i]) if ids is not None else len(text)

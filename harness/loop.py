@@ -42,7 +42,7 @@ from common.errors import HarnessError
 from harness import stop
 from harness.batching import (auto_logit_chunk, auto_token_budget, collate, micro_inputs, pad_right,
                               plan_micro_batches, sampling_logp)
-from harness.rollout import SamplingParams, param_dtype
+from harness.engines import SamplingParams, param_dtype
 from harness.logprobs import token_logp_entropy
 from harness.steps import entropy_share, resolve_correction, step_loader, step_metrics, training_dtype
 from harness.train_data import prompt_of

@@ -16,14 +16,13 @@ hash of everything that determines it, and then loaded back through the same pat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import os
-import shutil
 import string
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import torch
 
 from common.errors import HarnessError
+from common.atomic import atomic_folder
+from harness.progress import hf_bars_off
 from harness import smollm2
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,8 @@ def _sft_batch(tokenizer, problems, device) -> tuple[torch.Tensor, torch.Tensor]
 def sampled_accuracy(model, tokenizer, problems, *, seed: int = 0, max_new_tokens: int = 48) -> float:
     """Fraction of ``problems`` answered correctly by one temperature-1.0 sample each."""
     from benchmarks.arith import boxed_integer, plain_prompt
-    from harness.hf_engine import HFEngine
-    from harness.rollout import SamplingParams
+    from harness.engines.hf import HFEngine
+    from harness.engines import SamplingParams
 
     # model.generate, as when the warm-start recipe was fixed: another sampler draws other samples, which can
     # move the step where validation passes and so change the cached model (bump _WARM_START_VERSION then)
@@ -179,16 +180,11 @@ def _warm_start_one_thread(spec: TinySpec, path: Path) -> None:
             log.info("tiny warm start: step %d loss %.3f val acc %.3f", step, loss.item(), acc)
             if acc >= spec.target_acc:
                 break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tiny-"))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "warm_start.json").write_text(json.dumps(
-        {"spec": asdict(spec), "steps": step, "val_acc": acc, "seconds": round(time.time() - t0, 1)}, indent=2))
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(path, replace=False) as tmp, hf_bars_off():   # another process finished first: its folder
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "warm_start.json").write_text(json.dumps(
+            {"spec": asdict(spec), "steps": step, "val_acc": acc, "seconds": round(time.time() - t0, 1)}, indent=2))
 
 
 # built-in model name -> function returning its cached directory (building it on first use)
@@ -248,10 +244,12 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu",
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
         raise HarnessError(f"model {name_or_path!r} ({config.model_type}) is not a causal language "
                            "model (AutoModelForCausalLM has no class for it)")
+    quiet = hf_bars_off() if builtin is not None or local.is_dir() else contextlib.nullcontext()  # a download: bars
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **hub)
+        with quiet:   # "Loading weights" only with --verbose
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation, **hub)
     except (OSError, ValueError) as err:
         raise HarnessError(f"cannot load the weights of model {name_or_path!r}: "
                            f"{str(err).splitlines()[0]}") from None

@@ -8,6 +8,7 @@ from. The run directory layout is documented in ``results/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -22,6 +23,7 @@ import torch
 
 from algorithms import get_algorithm, needs_ref_logp
 from common.errors import HarnessError
+from common.locks import hold_lock
 from common.rank import global_rank
 from common.versions import package_versions
 from harness.config import RunConfig, dump_yaml
@@ -54,6 +56,8 @@ class Prepared:
     source: Any
     info: dict = field(default_factory=dict)   # run.json
     digest: str | None = None          # content hash of the base model (harness.base_cache), once computed
+    lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)   # the run's lock (rank 0), held
+    #                                  from before the run directory is written until it is closed
 
 
 def environment() -> dict:
@@ -141,10 +145,19 @@ def prepare(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, la
     if needs_ref_logp(get_algorithm(cfg.algo.name), cfg.algo) or cfg.log.kl_to_ref:
         ref, _ = load_model(cfg.model.name, **mkw)
     info = _run_info(cfg, plan, benches, resume, label, settings)
+    lock = contextlib.ExitStack()   # rank 0 holds the run's lock until the run ends (Prepared.lock)
     if rank == 0:
-        run_dir = _write_run_dir(cfg, plan["start"], info, overwrite, resume)
+        with contextlib.ExitStack() as failed:
+            failed.enter_context(hold_lock(run_lock_path(cfg), f"run {cfg.run_name}"))
+            run_dir = _write_run_dir(cfg, plan["start"], info, overwrite, resume)
+            lock = failed.pop_all()
     return Prepared(cfg, run_dir, rank, resume, benches, plan["start"], plan["last"], policy, ref, tokenizer,
-                    source, info)
+                    source, info, lock=lock)
+
+
+def run_lock_path(cfg: RunConfig) -> Path:
+    """``<results_dir>/.locks/<run>.lock``: beside the run directory, which ``--overwrite`` removes."""
+    return Path(cfg.results_dir) / ".locks" / f"{cfg.run_name}.lock"
 
 
 def _run_info(cfg: RunConfig, plan: dict, benches, resume: bool, label, settings) -> dict:

@@ -1,6 +1,6 @@
 """Result files: atomic writes, JSONL logs, and run-directory resolution.
 
-Every file a run writes goes through a temp file + ``os.replace`` so that a crash never leaves a
+Every file a run writes goes through :mod:`common.atomic` (a temp file + ``os.replace``) so that a crash never leaves a
 half-written config, summary or table behind; JSONL logs are appended line by line and a torn last
 line (from a crash mid-write) is dropped when read back. The layout of a run directory is
 documented in ``results/README.md``.
@@ -12,33 +12,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from common.errors import HarnessError
+from common.atomic import atomic_write_text  # noqa: F401  (re-exported: the run files' writer)
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]{0,127}$")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` as UTF-8 via a temp file + ``os.replace`` (unencodable lone surrogates become
-    ``\\udcXX`` escapes: exact inside JSON strings, visible rather than a crash elsewhere)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

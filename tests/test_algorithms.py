@@ -18,6 +18,8 @@ from algorithms.core import LossConfig
 from algorithms.prl import PRLConfig
 from common.errors import HarnessError
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 F64 = torch.float64
 ATOL = 1e-7
 

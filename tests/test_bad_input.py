@@ -25,6 +25,8 @@ import pytest
 from harness.cli import main
 from conftest import SHARED, run_cli
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 MATH500 = SHARED / "math500" / "test.jsonl"
 needs_data = pytest.mark.skipif(not MATH500.is_file(), reason=f"benchmark data not found: {MATH500}")
 
@@ -271,6 +273,7 @@ def test_bad_input_in_process(case, tmp_path, monkeypatch, capsys):
     assert out.out == ""
 
 
+@pytest.mark.slow
 def test_bad_input_subprocess(tmp_path):
     """The subset marked ``subprocess`` through ``python -m harness``, two processes at a time."""
     cases = [c for c in CASES if c.subprocess and not (c.id in DATA_CASES and not MATH500.is_file())]

@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from algorithms.core import LOSS_AGG_MODES, Rollout, compute_loss
+from algorithms.core import LOSS_AGG_MODES, Rollout
+from algorithms.loss import compute_loss
 from algorithms.grpo import GRPOConfig
 from harness.batching import micro_inputs, pad_right, padded_tokens, plan_micro_batches
 from harness.logprobs import token_logp_entropy

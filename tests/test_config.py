@@ -6,6 +6,8 @@ from harness.config import build_config, dump_yaml, load_yaml, to_dict
 from common.errors import HarnessError
 from harness.commands.run import parse_overrides
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 
 def test_defaults_and_overrides():
     cfg = build_config({}, ["algo.name=prl", "algo.eta=10", "train.steps=3", "rollout.n=4"])

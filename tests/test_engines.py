@@ -14,8 +14,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from common.errors import HarnessError
-from harness import engines
-from harness.engines import (AUTO_BF16_MIN_PARAMS, AUTO_VLLM_MIN_PARAMS, ENGINE_NAMES, build_engine,
+from harness.engines import choose as engines
+from harness.engines import (AUTO_BF16_MIN_PARAMS, AUTO_VLLM_MIN_PARAMS, build_engine, engine_names,
                              check_engine, choose_dtype, choose_engine)
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer
 
@@ -57,7 +57,7 @@ def test_auto_falls_back_for_an_unsupported_head_size():
 
 
 def test_check_engine_names():
-    assert ENGINE_NAMES == ("auto", "hf", "vllm")
+    assert engine_names() == ("auto", "hf", "vllm")
     check_engine("auto")
     check_engine("hf")
     with pytest.raises(HarnessError, match=r"unknown rollout engine 'x'; available: auto, hf, vllm"):
@@ -83,3 +83,52 @@ def test_build_engine_samples_in_the_resolved_dtype(monkeypatch):
     assert engine.sample_dtype == "bfloat16" and engine.decoder.layers[0]["qkv"].dtype == torch.bfloat16
     assert build_engine("hf", model, tok).sample_dtype == "float32"                # default: the policy's
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_every_registered_engine_implements_the_interface():
+    """Each engine in the registry subclasses RolloutEngine and leaves no abstract method open; ``harness ls`` and
+    ``--engine`` take their names from the registry."""
+    import inspect
+
+    from harness.engines import ENGINES, LazyEngine, RolloutEngine
+
+    assert ENGINES.names() == ("hf", "vllm")
+    for name in ENGINES.names():
+        cls = ENGINES.get(name)
+        assert issubclass(cls, RolloutEngine) and not inspect.isabstract(cls), name
+    assert issubclass(LazyEngine, RolloutEngine) and not inspect.isabstract(LazyEngine)
+    assert sorted(RolloutEngine.__abstractmethods__) == ["generate", "max_context", "sample_dtype", "sync_weights"]
+
+
+def test_engines_package_imports_only_downward():
+    """harness/engines/ may import common/ and itself (and harness.progress for the log level), nothing that uses it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "harness" / "engines").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mod = node.module
+                assert not mod.startswith(("algorithms", "benchmarks")), (path.name, mod)
+                if mod.startswith("harness"):
+                    assert mod.startswith(("harness.engines", "harness.progress")), (path.name, mod)
+
+
+def test_lazy_engine_forwards_the_interface(tiny):
+    from harness.engines import LazyEngine, SamplingParams
+
+    model, tok = tiny
+    engine = LazyEngine("hf", tok, max_batch_tokens=1024).start(model)
+    assert (engine.kind, engine.sample_dtype, engine.accepts_token_ids) == ("HFEngine", "float32", True)
+    assert engine.max_context == model.config.max_position_embeddings
+    with engine.batch_tokens(64):
+        gens = engine.generate(["1+2=\n"], SamplingParams(n=2, max_new_tokens=4, logprobs=True))
+    assert len(gens) == 2 and all(len(g.logprobs) == len(g.response_ids) for g in gens)
+    engine.close()
+    from harness.engines.hf import HFEngine
+
+    hf = HFEngine(model, tok, max_batch_tokens=1024)
+    with hf.batch_tokens(64):
+        assert hf.max_batch_tokens == 64
+    assert hf.max_batch_tokens == 1024

@@ -41,7 +41,7 @@ ARGS = ["eval", "--model", "tiny", "--bench", "arith", "--limit", "12", "--n", "
 
 @pytest.mark.slow
 def test_eval_resume_continues_an_interrupted_evaluation(tmp_path, tiny_path, capsys, monkeypatch):
-    from harness.hf_engine import HFEngine
+    from harness.engines.hf import HFEngine
 
     results = tmp_path / "results"
     assert main([*ARGS, "--results-dir", str(results)]) == 0

@@ -17,7 +17,7 @@ from harness.cli import main
 from common.errors import HarnessError
 from harness.evaluate import evaluate
 from harness.results import read_jsonl
-from harness.rollout import Generation
+from harness.engines import Generation, RolloutEngine
 
 SAMPLE_KEYS = {"problem_id", "sample_index", "prompt", "gold", "response", "extracted", "correct", "num_tokens",
                "finish_reason"}
@@ -26,7 +26,7 @@ SUMMARY_KEYS = {"schema_version", "bench", "model", "n", "num_problems", "num_sa
                 "versions", "time_s"}
 
 
-class ScriptedEngine:
+class ScriptedEngine(RolloutEngine):
     """Answers problem i's sample j with ``answers[(problem text, j)]`` boxed; records the calls."""
 
     def __init__(self, answers):
@@ -44,6 +44,9 @@ class ScriptedEngine:
 
     def sync_weights(self, model):
         pass
+
+    sample_dtype = "float32"
+    max_context = None
 
 
 class PlainTok:

@@ -18,6 +18,8 @@ from benchmarks import get_benchmark
 from benchmarks.grading import GradeResult, Grader, grade_integer, last_boxed, sci_to_latex
 from common.errors import HarnessError
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 DATA = Path(os.environ.get("HARNESS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
 needs_data = pytest.mark.skipif(not (DATA / "math500" / "test.jsonl").is_file(),
                                 reason=f"benchmark data not found under {DATA}")
@@ -264,6 +266,7 @@ def test_grader_works_off_the_main_thread():
 PAPER = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k")
 
 
+@pytest.mark.slow
 @needs_data
 def test_every_gold_grades_correct():
     """All 2,836 golds, written as a boxed response, grade correct (100%)."""

@@ -1,4 +1,4 @@
-"""The lean KV-cache sampler (harness/kv_decode.py) against transformers.
+"""The lean KV-cache sampler (harness/engines/kv_decode.py) against transformers.
 
 Parity is checked three ways: greedy token ids equal ``model.generate`` on the warm-started tiny
 model; on random Llama (GQA), Qwen2 (q/k/v biases) and Qwen3 (q/k norms) models, the log-probs the
@@ -14,10 +14,10 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from harness.hf_engine import HFEngine
-from harness.kv_decode import KVDecoder, sample_categorical, top_p_filter, unsupported_reason
+from harness.engines.hf import HFEngine
+from harness.engines.kv_decode import KVDecoder, sample_categorical, top_p_filter, unsupported_reason
 from harness.logprobs import token_logp_entropy
-from harness.rollout import SamplingParams
+from harness.engines import SamplingParams
 
 EOS, PAD = 1, 0
 SMALL = dict(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,

@@ -53,7 +53,7 @@ def test_every_algorithm_trains(algo, tmp_path, tiny_path):
 
 def test_bfloat16_rollouts_train_a_float32_policy(tmp_path, tiny_path, monkeypatch):
     """``rollout.dtype=bfloat16``: the sampler is built in bfloat16, training and the saved weights stay float32."""
-    from harness import kv_decode
+    from harness.engines import kv_decode
 
     dtypes, init = [], kv_decode.KVDecoder.__init__
 

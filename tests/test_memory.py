@@ -89,7 +89,7 @@ def test_eval_truncates_too_long_prompts_under_a_token_budget(tmp_path, tiny_pat
 
 
 def test_token_batches_respect_the_budget():
-    from harness.rollout import token_batches
+    from harness.engines import token_batches
 
     lengths = [50, 10, 4000, 30, 10, 200]
     batches = token_batches(lengths, 48, 1000, weight=2)
@@ -102,8 +102,8 @@ def test_token_batches_respect_the_budget():
 
 
 def test_hf_engine_batches_by_tokens_and_keeps_prompt_order(tiny, monkeypatch):
-    from harness.hf_engine import HFEngine
-    from harness.rollout import SamplingParams
+    from harness.engines.hf import HFEngine
+    from harness.engines import SamplingParams
 
     model, tok = tiny
     engine = HFEngine(model, tok, max_batch_tokens=3 * (40 + 8))

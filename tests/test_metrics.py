@@ -13,6 +13,8 @@ import pytest
 
 from harness.metrics import ks_for, majority_vote, pass_at_k, summarize
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 
 def exact_pass_at_k(n: int, c: int, k: int) -> Fraction:
     return 1 - Fraction(comb(n - c, k), comb(n, k))

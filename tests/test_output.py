@@ -30,7 +30,8 @@ def _harness(args: list[str], cwd: Path) -> str:
 def test_run_output_default_quiet_verbose(tmp_path, tiny_path):
     out = _harness([*RUN, "--name", "default"], tmp_path)
     assert "train (RL steps)" in out and "2/2" in out and "reward=" in out and "tok/s=" in out
-    assert "Epoch 0" not in out and "Writing model shards" not in out
+    assert "Epoch 0" not in out and "Writing model shards" not in out and "Loading weights" not in out
+    assert "mismatch=" in out                                           # the rollout/training mismatch
     assert "GPU available" not in out and "LeafSpec" not in out and "in eval mode" not in out
     assert "arith: 100%" in out and "chunks=1/1, acc=" in out           # the evaluation bars
 
@@ -41,6 +42,7 @@ def test_run_output_default_quiet_verbose(tmp_path, tiny_path):
     lines = [ln for ln in verbose.splitlines() if "GPU available" in ln]
     assert len(lines) == 1, lines                                       # once, not twice
     assert lines[0].startswith("INFO lightning.pytorch")
+    assert "Loading weights" in verbose                                 # transformers' own bars: --verbose only
 
 
 @pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from harness.batching import collate
-from harness.hf_engine import HFEngine
+from harness.engines.hf import HFEngine
 from harness.logprobs import token_logp_entropy
-from harness.rollout import SamplingParams
+from harness.engines import SamplingParams
 
 
 @pytest.mark.parametrize("temperature", [0.5, 0.7, 1.0])

@@ -17,6 +17,8 @@ from common.errors import HarnessError
 from harness.steps import resolve_correction, training_dtype
 from test_algo_loss import MASK, N_TOK, SMALL, advantages, make
 
+pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
+
 F64 = torch.float64
 # log p_train - log p_rollout per token: u = e^x is 1, 1.65, 0.37 (< 1/2), 4.48 (> 2), ...
 SHIFT = torch.tensor([[0.0, 0.5, -1.0], [1.5, 0.2, 7.0], [-0.3, 0.0, 0.9], [-2.0, 7.0, 7.0]], dtype=F64)
@@ -97,6 +99,7 @@ def test_old_runs_resume_without_a_correction():
     assert kept_on_resume(cfg, {}) is cfg
 
 
+@pytest.mark.slow
 def test_resuming_an_old_run_twice(tmp_path, tiny_path):
     """A run whose config.yaml predates the setting resumes with none (where auto would be tis: bfloat16 sampling),
     and resumes again without a refusal."""

@@ -131,8 +131,8 @@ def test_no_test_hooks_machine_paths_or_tracker_references_in_the_run_path():
     import re
     for rel in ("harness/train.py", "harness/prepare.py", "harness/loop.py", "harness/train_data.py", "harness/stop.py",
                 "harness/base_cache.py", "harness/report.py", "harness/tables.py", "harness/runs.py",
-                "harness/table_render.py", "harness/engines.py", "harness/config.py", "harness/wandb_log.py",
-                "algorithms/core.py", "common/rank.py"):
+                "harness/table_render.py", "harness/engines/choose.py", "harness/config.py", "harness/wandb_log.py",
+                "algorithms/core.py", "algorithms/loss.py", "common/rank.py"):
         text = (ROOT / rel).read_text(encoding="utf-8")
         assert "HARNESS_TRACE_DIR" not in text and "/work/" not in text, rel
         assert not re.search(r"\(issue \d+", text, re.I), rel
@@ -182,3 +182,26 @@ def test_a_registered_training_source_is_selected_by_name(monkeypatch):
     assert type(build_source(cfg, seed=0, per_rank=2)) is Extra
     assert type(build_source(SimpleNamespace(train_data=None, arith_min_ops=1, arith_max_ops=1), 0, 2)).__name__ \
         == "ArithSource"
+
+
+@pytest.mark.slow
+def test_a_run_directory_in_use_is_refused(tmp_path, tiny_path):
+    """``run`` holds ``<results>/.locks/<name>.lock`` from before it writes its directory to its end: a second process
+    on the same directory (here ``--overwrite`` while the first still holds it) gets one error, exit 3, and the
+    directory is left as it was."""
+    from common.locks import BUSY_EXIT, Busy, hold_lock, lock_holder
+    from harness.prepare import run_lock_path
+
+    cfg = build_config({}, ["algo.name=grpo", "train.steps=1", f"results_dir={tmp_path}", "name=busy",
+                            "eval.before=false", "eval.after=false", *SMALL])
+    run_dir = run(cfg)
+    lock = run_lock_path(cfg)
+    assert lock == tmp_path / ".locks" / "busy.lock" and lock_holder(lock) is None   # released at the end
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    with hold_lock(lock, "another run"):
+        with pytest.raises(Busy, match=r"^run busy is already running \(pid \d+ holds .*busy\.lock\); wait for it "
+                                       r"to end$") as err:
+            run(cfg, overwrite=True)
+        assert err.value.exit_code == BUSY_EXIT
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    assert run(cfg, overwrite=True) == run_dir                                        # free again

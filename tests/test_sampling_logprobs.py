@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from harness.batching import collate, sampling_logp
-from harness.hf_engine import HFEngine
+from harness.engines.hf import HFEngine
 from harness.logprobs import token_logp_entropy
-from harness.rollout import SamplingParams
+from harness.engines import SamplingParams
 
 PROMPTS = ["1+2=\n", "7*8-3=\n", "12/4+5=\n", "9-2*3=\n"]
 TOL = 1e-4  # float32

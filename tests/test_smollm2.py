@@ -20,9 +20,9 @@ import torch
 from common.errors import HarnessError
 from harness import smollm2
 from harness.engines import native_bfloat16
-from harness.hf_engine import HFEngine
+from harness.engines.hf import HFEngine
 from harness.results import read_jsonl
-from harness.rollout import SamplingParams
+from harness.engines import SamplingParams
 
 QUESTIONS = ["What is 17 + 25?", "Name a prime number larger than 10.", "Say hello in French."]
 GREEDY = SamplingParams(n=1, temperature=0.0, max_new_tokens=20)

@@ -272,3 +272,11 @@ def test_cli_end_to_end(tmp_path):
     bad = subprocess.run(cmd[:-4] + ["--baseline", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: --baseline 'nope' matches no row")
+
+
+def test_table_formats_are_the_renderers():
+    """``harness table --format`` lists its choices without importing the renderers (scipy: ``--help`` stays fast)."""
+    from harness.commands.table import FORMATS
+    from harness.table_render import RENDERERS
+
+    assert FORMATS == tuple(sorted(RENDERERS))

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from common.errors import HarnessError
-from harness.hf_engine import HFEngine
+from harness.engines.hf import HFEngine
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer
 from harness.engines import build_engine
-from harness.rollout import ENGINES, SamplingParams
+from harness.engines import ENGINES, SamplingParams
 
 PROMPTS = ["1+2=", "hello world", "What is 12*3?", "x", "The answer is \\boxed{", "7*8-3=",
            "Compute 3^4.", "abc" * 12]
@@ -29,7 +29,7 @@ GREEDY = SamplingParams(n=1, temperature=0.0, max_new_tokens=24)
 
 
 def test_missing_vllm_is_a_clear_error(monkeypatch):
-    from harness.vllm_engine import VLLMEngine
+    from harness.engines.vllm import VLLMEngine
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
     with pytest.raises(HarnessError, match=r"--engine vllm needs the vllm package: pip install"):
@@ -38,7 +38,7 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
 
 def test_unsupported_head_size_is_a_clear_error():
     pytest.importorskip("vllm")
-    from harness.vllm_engine import VLLMEngine
+    from harness.engines.vllm import VLLMEngine
 
     tok = build_tiny_tokenizer()
     model = build_tiny_model(tok, TinySpec(hidden_size=64, num_heads=4, num_kv_heads=2))
@@ -87,7 +87,7 @@ def hf_greedy(model, tok, params=GREEDY):
 
 
 def test_registered(setup):
-    from harness.vllm_engine import VLLMEngine
+    from harness.engines.vllm import VLLMEngine
 
     assert ENGINES.get("vllm") is VLLMEngine and isinstance(setup[2], VLLMEngine)
 
@@ -238,7 +238,7 @@ def test_cpu_kv_cache_is_sized_by_the_token_budget():
     capped at the memory share: 46,080 bytes a token for SmolLM2-135M in float32."""
     from transformers import LlamaConfig
 
-    from harness.vllm_engine import cpu_kv_cache_bytes, kv_bytes_per_token
+    from harness.engines.vllm import cpu_kv_cache_bytes, kv_bytes_per_token
 
     smollm2 = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
     assert kv_bytes_per_token(smollm2, "float32") == 2 * 30 * 3 * 64 * 4 == 46080
@@ -250,7 +250,7 @@ def test_cpu_kv_cache_is_sized_by_the_token_budget():
 
 def test_engine_kv_cache_follows_max_batch_tokens():
     pytest.importorskip("vllm")
-    from harness.vllm_engine import kv_bytes_per_token
+    from harness.engines.vllm import kv_bytes_per_token
 
     model, tok = make_model()
     engine = build_engine("vllm", model, tok, max_model_len=256, max_batch_tokens=4096)

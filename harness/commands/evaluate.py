@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.evaluate import evaluate
     from harness.models import TINY, load_model
     from harness.results import atomic_write_json, prepare_run_dir
-    from harness.engines import build_engine, check_engine, choose_engine
-    from harness.rollout import SamplingParams
+    from harness.engines import SamplingParams, build_engine, check_engine, choose_engine
 
     # ---- validate everything, load data and model; nothing is written before this block ends
     benches = resolve_benchmarks(args.bench)

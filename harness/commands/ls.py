@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import algorithms
     from benchmarks import ALL, BENCHMARKS
-    from harness.engines import ENGINE_NAMES
+    from harness.engines import engine_names
 
     if args.algo:
         algo = algorithms.get_algorithm(args.algo)
@@ -26,5 +26,5 @@ def run(args) -> int:
     for name in algorithms.names():
         print(f"  {name:10s} {algorithms.get_algorithm(name).summary}")
     print("benchmarks:", ", ".join(BENCHMARKS.names()), f"(all = {', '.join(ALL)})")
-    print(f"engines: {', '.join(ENGINE_NAMES)}")
+    print(f"engines: {', '.join(engine_names())}")
     return 0

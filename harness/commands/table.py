@@ -13,8 +13,8 @@ from pathlib import Path
 
 from common.errors import HarnessError
 from harness.results import atomic_write_text
-from harness.table_render import RENDERERS
-from harness.tables import build_table, load_runs, parse_metrics
+
+FORMATS = ("csv", "latex", "md")   # harness.table_render.RENDERERS' keys (imported in run: scipy is slow to import)
 
 EPILOG = """examples:
   python -m harness table results/grpo_s0 results/prl_s0              # Markdown to stdout
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run directories and/or sweep directories")
     p.add_argument("--baseline", default=None,
                    help="row label to test the others against (default: base if present, else the first row)")
-    p.add_argument("--format", choices=sorted(RENDERERS), default="md", help="format printed to stdout (default md)")
+    p.add_argument("--format", choices=FORMATS, default="md", help="format printed to stdout (default md)")
     p.add_argument("--out", default=None, help="also write table.md/.tex/.csv and the PNG plots into this directory")
     p.add_argument("--metric", action="append", default=None,
                    help="column metrics, comma-separated or repeated: avg@n, pass@n, pass@K (default avg@n,pass@n)")
@@ -49,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Load runs, build the table, print it in ``--format`` and, with ``--out``, write all formats and plots."""
+    from harness.table_render import RENDERERS
+    from harness.tables import build_table, load_runs, parse_metrics
+
     metrics = parse_metrics([m.strip() for spec in (args.metric or ["avg@n,pass@n"]) for m in spec.split(",")])
     if args.n_resamples < 1:
         raise HarnessError(f"--n-resamples must be >= 1 (got {args.n_resamples})")

@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from harness.results import atomic_write_text
+from common.atomic import atomic_write_bytes, atomic_write_text
 
 BASE_STYLE = dict(color="0.35", linestyle="--")
 
 
-def _atomic_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(fig: Figure, path: Path) -> Path:
     """Write ``path`` (PNG, 150 dpi, for quick looks) and the same figure as a vector PDF beside it."""
-    _atomic_bytes(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
-    _atomic_bytes(path.with_suffix(".pdf"), lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
+    atomic_write_bytes(path.with_suffix(".pdf"), lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import HarnessError
-from harness.sweep.manifest import (BUSY_EXIT, LOGS, check_existing, hold_lock, live_states, lock_holder, lock_path,
+from harness.sweep.manifest import (BUSY_EXIT, LOGS, STATUS_HINT, check_existing, hold_lock, live_states, lock_holder, lock_path,
                                     new_manifest, run_status, save_manifest, slurm_states)
 from harness.sweep.worker import REDO_UNFINISHED, subprocess_runner
 
@@ -169,7 +169,7 @@ def run_sweep(plan, *, overwrite: bool = False, runner: Callable[[dict, Path], i
     """
     sweep_dir = plan.sweep_dir
     old = check_existing(plan, overwrite)
-    with hold_lock(sweep_dir / "locks" / "_driver.lock", f"sweep {plan.name}"):
+    with hold_lock(sweep_dir / "locks" / "_driver.lock", f"sweep {plan.name}", STATUS_HINT):
         manifest = new_manifest(plan, old, argv)
         sw = _Sweep(plan, manifest, echo)
         sw.save()

@@ -9,27 +9,20 @@ each attempt (launcher, job id, state, exit code); the run directories stay the 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 from common.errors import HarnessError
+from common.locks import BUSY_EXIT, Busy, hold_lock, lock_holder  # noqa: F401  (re-exported for the sweep)
+
+STATUS_HINT = ", or check with `harness sweep --status`"
 from harness.results import atomic_write_json
 
 MANIFEST = "sweep.json"
 SCHEMA_VERSION = 2
 LOGS = "logs"                       # <run>/logs/: the job logs; not part of the run's own results
-BUSY_EXIT = 3                       # exit code when a run (or the sweep) is already running in another process
-
-
-class Busy(HarnessError):
-    """A run or sweep whose lock another live process holds."""
-
-    exit_code = BUSY_EXIT
 
 
 SLURM_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "READY")
@@ -52,45 +45,6 @@ def run_status(run_dir: Path) -> str:
 
 def lock_path(sweep_dir: Path, run: str) -> Path:
     return sweep_dir / "locks" / f"{run}.lock"
-
-
-@contextlib.contextmanager
-def hold_lock(path: Path, what: str):
-    """Hold an exclusive ``flock`` on ``path`` (its content: our pid) or raise HarnessError naming the holder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"{what} is already running (pid {_read_pid(path) or '?'} holds {path}); wait for "
-                               "it to end, or check with `harness sweep --status`") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def lock_holder(path: Path) -> int | None:
-    """The pid of the live process holding ``path``'s lock, else None (the lock is free or absent)."""
-    if not path.is_file():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _read_pid(path) or -1
-    finally:
-        os.close(fd)
-    return None
 
 
 # --------------------------------------------------------------------------------------------------------------------

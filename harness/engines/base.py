@@ -1,10 +1,10 @@
-"""Rollout engines: turn prompts into sampled responses.
+"""The engine interface: :class:`RolloutEngine`, the records it returns and takes, and the engine registry.
 
-An engine takes a list of prompt strings and returns ``n`` :class:`Generation` records per prompt
-(prompt-major order: prompt 0's n samples, then prompt 1's ...). Engines are registered by name in
-``ENGINES`` by their modules (:mod:`harness.hf_engine`, :mod:`harness.vllm_engine`) and built with
-:func:`harness.engines.build_engine`, the only module that imports them. After each optimizer step the training loop calls
-``engine.sync_weights(model)`` so the next rollout samples from the updated policy.
+An engine takes a list of prompts and returns ``n`` :class:`Generation` records per prompt (prompt-major order:
+prompt 0's n samples, then prompt 1's ...), each with its tokens' sampling log-probs when asked. After each optimizer
+step the training loop calls ``engine.sync_weights(model)`` so the next rollout samples from the updated policy.
+Engines register themselves in ``ENGINES`` (the vLLM one lazily: importing vllm is slow and optional) and are built
+by :func:`harness.engines.build_engine`.
 
 Batches are formed by a token budget (:func:`token_batches`): rows sorted by prompt length, each batch
 holding as many rows as fit ``rows x (longest prompt + max_new_tokens) <= max_batch_tokens``, so the
@@ -13,9 +13,10 @@ key/value memory of one generation call is bounded by the setting whatever the p
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -58,14 +59,48 @@ class Generation:
     #                                   temperature, top-p renormalised) in the engine's precision; with params.logprobs
 
 
-class RolloutEngine(Protocol):
-    def generate(self, prompts: Sequence[str], params: SamplingParams, seed: int | None = None
+class RolloutEngine(abc.ABC):
+    """What every engine implements (a new engine: subclass this, register it in ``ENGINES``).
+
+    Sampling: :meth:`generate`; weights: :meth:`sync_weights`; capacity: :attr:`max_context` and
+    :meth:`batch_tokens`; what it computes in: :attr:`sample_dtype`; :meth:`close` frees it.
+    """
+
+    accepts_token_ids: bool = False   # whether generate() takes token-id lists as prompts too
+
+    @abc.abstractmethod
+    def generate(self, prompts: Sequence[str | list[int]], params: SamplingParams, seed: int | None = None
                  ) -> list[Generation]:
         """Sample ``params.n`` responses for each prompt; returns len(prompts) * n records (with
         ``Generation.logprobs`` when ``params.logprobs``)."""
 
+    @abc.abstractmethod
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Load the policy's current weights (no-op for engines that share the model)."""
+        """Load the policy's current weights (engines holding a copy of them), or point at ``model``."""
+
+    @property
+    @abc.abstractmethod
+    def sample_dtype(self) -> str:
+        """The precision sampling computes in (``float32``, ``bfloat16``, ...)."""
+
+    @property
+    @abc.abstractmethod
+    def max_context(self) -> int | None:
+        """Longest prompt + response in tokens the engine takes (None: unknown)."""
+
+    @property
+    def kind(self) -> str:
+        """The engine's class name, as recorded in evaluation summaries and the base-evaluation cache key."""
+        return type(self).__name__
+
+    @contextlib.contextmanager
+    def batch_tokens(self, max_batch_tokens: int) -> Iterator[None]:
+        """Within the block, one generation batch holds at most ``max_batch_tokens`` tokens (rows x (longest
+        prompt + max_new_tokens)); engines whose memory is fixed when built (vLLM's KV cache) ignore it."""
+        yield
+
+    def close(self) -> None:
+        """Free the engine's memory (its own weight copy, caches, processes); a no-op by default."""
 
 
 ENGINES: Registry = Registry("rollout engine")

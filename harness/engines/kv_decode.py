@@ -25,7 +25,7 @@ AVX512-BF16) while training stays in float32. Log-softmax and sampling stay in f
 Try it::
 
     from harness.models import load_model
-    from harness.kv_decode import KVDecoder
+    from harness.engines.kv_decode import KVDecoder
     model, tok = load_model("tiny")
     dec = KVDecoder(model)
     ids = dec.sample([tok("12+7=")["input_ids"]], max_new_tokens=8, eos_token_id=tok.eos_token_id,
