@@ -27,10 +27,9 @@ import torch  # noqa: E402
 
 from algorithms.correction import mismatch_metrics  # noqa: E402
 from harness.batching import auto_logit_chunk, collate, sampling_logp  # noqa: E402
-from harness.engines import build_engine  # noqa: E402
+from harness.engines import SamplingParams, build_engine  # noqa: E402
 from harness.logprobs import token_logp_entropy  # noqa: E402
 from harness.models import load_model  # noqa: E402
-from harness.engines import SamplingParams  # noqa: E402
 from bench_rollout import task_prompts  # noqa: E402
 
 
