@@ -281,22 +281,3 @@ def dump_yaml(cfg: RunConfig) -> str:
     d = to_dict(cfg)
     d["train"]["betas"] = list(d["train"]["betas"])
     return yaml.safe_dump(d, sort_keys=False)
-
-
-def config_help() -> str:
-    """Every config key with its default and comment, read from this module's source."""
-    import inspect
-    import re
-
-    lines = []
-    for section, cls in [("", RunConfig), ("model", ModelConfig), ("data", DataConfig),
-                         ("rollout", RolloutConfig), ("train", TrainConfig), ("eval", EvalConfig),
-                         ("trainer", TrainerConfig), ("log", LogConfig)]:
-        for line in inspect.getsource(cls).splitlines():
-            m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
-            default = "{}" if m and m.group(2) == "field(default_factory=dict)" else m and m.group(2)
-            if m and not default.startswith("field("):
-                key = f"{section}.{m.group(1)}" if section else m.group(1)
-                lines.append(f"  {key:32s} {default:12s} {m.group(3) or ''}")
-    lines.append("  algo.<field>                     see `python -m harness ls --algo NAME`")
-    return "\n".join(lines)

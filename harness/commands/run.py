@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 from pathlib import Path
 
 from common.errors import HarnessError
+from harness.config import (DataConfig, EvalConfig, LogConfig, ModelConfig, RolloutConfig, RunConfig, TrainConfig,
+                            TrainerConfig)
 from harness.progress import add_verbosity_flags
 
 # named flags -> config keys (everything else: --section.key VALUE or section.key=VALUE)
@@ -128,8 +132,6 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.config import config_help
-
     if args.help_config:
         print(config_help())
         return 0
@@ -145,3 +147,19 @@ def run(args: argparse.Namespace) -> int:
     if global_rank(devices_per_node=cfg.trainer.devices) == 0:  # what it found, once
         print_report(run_dir)
     return 0
+
+
+def config_help() -> str:
+    """Every config key with its default and comment, read from :mod:`harness.config`'s source."""
+    lines = []
+    for section, cls in [("", RunConfig), ("model", ModelConfig), ("data", DataConfig),
+                         ("rollout", RolloutConfig), ("train", TrainConfig), ("eval", EvalConfig),
+                         ("trainer", TrainerConfig), ("log", LogConfig)]:
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
+            default = "{}" if m and m.group(2) == "field(default_factory=dict)" else m and m.group(2)
+            if m and not default.startswith("field("):
+                key = f"{section}.{m.group(1)}" if section else m.group(1)
+                lines.append(f"  {key:32s} {default:12s} {m.group(3) or ''}")
+    lines.append("  algo.<field>                     see `python -m harness ls --algo NAME`")
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ import argparse
 import shutil
 import sys
 
-from harness.commands.run import FLAGS, add_common_run_flags, parse_overrides
+from harness.commands.run import FLAGS, add_common_run_flags, config_help, parse_overrides
 from common.errors import HarnessError
 
 EPILOG = """Every other run flag and --section.key VALUE override applies to every run. Runs go to
@@ -88,7 +88,7 @@ def _slurm_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.config import config_help, load_yaml
+    from harness.config import load_yaml
     from harness.sweep import inprocess_runner, parse_grid, parse_seeds, plan_sweep, run_sweep, subprocess_runner
 
     if args.help_config:
