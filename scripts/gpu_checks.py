@@ -25,26 +25,29 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_rollout
 
 import torch  # noqa: E402
 
-BF16_KL = 1e-3   # bf16 sampler vs bf16 training forward: k3 mismatch per token
+BF16_KL = 1e-2   # bf16 sampler vs bf16 training forward, k3 per token: the same check on this project's CPU gives
+#                  1.2-1.5e-3 for kv and vLLM (different bf16 kernels); an untempered or stale scoring gives 0.1-4
+PROMPTS = ["1+2=\n", "7*8-3=\n", "12/4+5=\n", "9-2*3=\n"]
 
 
 def sampler_check(engine_name: str, **opts) -> str:
     """Mismatch of an engine's log-probs against the bf16 training forward, fresh and after 3 steps + sync."""
-    from test_sampling_logprobs import PROMPTS
-
     from algorithms.correction import mismatch_metrics
+    from bench_rollout import random_tiny
     from harness.batching import collate, sampling_logp
-    from harness.engines import build_engine
+    from harness.engines import SamplingParams, build_engine
     from harness.logprobs import token_logp_entropy
-    from harness.engines import SamplingParams
-    from test_vllm_engine import make_model
 
-    model, tok = make_model()
-    model = model.to("cuda", torch.bfloat16)
+    model, tok = random_tiny()                # the tiny architecture with head size 32 (vLLM's kernels)
+    with torch.no_grad():                     # weights at std 0.5: far from uniform, some responses stop early
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    model = model.to("cuda", torch.bfloat16).eval()
     engine = build_engine(engine_name, model, tok, **opts)
     params = SamplingParams(n=8, temperature=0.7, max_new_tokens=64, logprobs=True)
 
@@ -58,7 +61,7 @@ def sampler_check(engine_name: str, **opts) -> str:
     try:
         fresh = kl()
         _steps(model, tok)
-        stale = kl() if engine_name == "vllm" else None
+        stale = kl() if opts.get("sampler") != "generate" else None   # kv and vLLM hold their own weight copy
         engine.sync_weights(model)
         synced = kl()
     finally:
