@@ -127,8 +127,7 @@ def prepare(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, la
     if plan.get("done"):
         log.warning("run %s already finished; nothing to resume", run_dir)
         return None
-    if resume:
-        cfg = kept_on_resume(cfg, _saved_config(run_dir))
+    cfg = plan.get("cfg", cfg)   # a resumed run keeps its rollout correction (kept_on_resume)
     check_engine(cfg.rollout.engine)
     make_trainer(cfg, steps=1, quiet=True)  # checks the trainer.* settings before anything is written
     for b, limit in cfg.eval.limits(list(benches)).items():
@@ -212,7 +211,8 @@ def _saved_config(run_dir: Path) -> dict:
 def resume_plan(cfg: RunConfig, run_dir: Path, rank: int) -> dict:
     """Check that ``run_dir`` can be continued with ``cfg``; returns where to start.
 
-    Returns ``{"start": step, "last": checkpoint folder or None, "old": previous run.json, "done": bool}``.
+    Returns ``{"start": step, "last": checkpoint folder or None, "old": previous run.json, "done": bool, "cfg": cfg
+    as the run continues (:func:`kept_on_resume`)}``.
     Rank 0 first repairs a checkpoint swap cut short by a crash and refuses a changed configuration.
     """
     import yaml
@@ -226,11 +226,11 @@ def resume_plan(cfg: RunConfig, run_dir: Path, rank: int) -> dict:
         except ValueError:
             old = {}
     saved = _saved_config(run_dir)
+    cfg = kept_on_resume(cfg, saved)
     if rank == 0 and saved:
         now = _flatten(yaml.safe_load(dump_yaml(cfg)))
         diff = [f"{k} ({saved[k]!r} -> {now[k]!r})" for k in sorted(set(saved) & set(now))  # keys newer than
-                if saved[k] != now[k] and not k.startswith(RESUME_MAY_CHANGE)                  # the run: defaults
-                and not (k == "train.rollout_correction" and now[k] == "auto")]                # auto: kept_on_resume
+                if saved[k] != now[k] and not k.startswith(RESUME_MAY_CHANGE)]                 # the run: defaults
         if diff:
             raise HarnessError(f"cannot resume {run_dir}: its config differs in {', '.join(diff[:5])}"
                                f"{' ...' if len(diff) > 5 else ''}; resume with the same settings or use --overwrite")
@@ -246,7 +246,7 @@ def resume_plan(cfg: RunConfig, run_dir: Path, rank: int) -> dict:
     if start > cfg.train.steps:
         raise HarnessError(f"cannot resume {run_dir}: its checkpoint is at step {start}, after "
                            f"train.steps={cfg.train.steps}")
-    return {"start": start, "last": last, "old": old, "done": False}
+    return {"start": start, "last": last, "old": old, "done": False, "cfg": cfg}
 
 
 def truncate_metrics(path: Path, step: int) -> None:

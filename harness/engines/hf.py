@@ -162,8 +162,9 @@ class HFEngine(RolloutEngine):
         new = out.sequences[:, width:]                                                       # [rows, T]
         if not params.logprobs:
             return new, None
-        scores = torch.stack(out.scores, dim=1).float()                                      # [rows, T, V]
-        return new, (scores.gather(-1, new[..., None]).squeeze(-1) - scores.logsumexp(-1)).cpu()
+        lps = [s.float().gather(-1, new[:, t, None]).squeeze(-1) - s.float().logsumexp(-1)   # per step: no [rows, T, V]
+               for t, s in enumerate(out.scores)]                                            # copy of the scores
+        return new, torch.stack(lps, dim=1).cpu()
 
 
 ENGINES.register("hf", HFEngine)
