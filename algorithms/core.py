@@ -9,7 +9,8 @@ Singleton groups (the one rule for every group baseline; a prompt can end up wit
 (:func:`group_mean_std`). Hence ``A = R`` for ``grpo`` with ``scale_by_std=False`` (Dr.GRPO), ``reinforce`` with
 ``baseline=group_mean`` and ``rloo``, and ``A = R / (1 + eps)`` for ``grpo`` with std scaling: verl
 ``compute_grpo_outcome_advantage`` (mean 0, std 1 for a group of size 1, with or without
-``norm_adv_by_std_in_grpo``) and ``compute_rloo_outcome_advantage`` (``A = R``); PEERS.md §1. (verl's
+``norm_adv_by_std_in_grpo``) and ``compute_rloo_outcome_advantage`` (``A = R``) in
+``verl/trainer/ppo/core_algos.py``. (verl's
 ``rloo_vectorized`` gives 0 there instead; PRL's ``orm`` mode keeps the raw R, as its code's ``n == 1`` path does.)
 
 Try it: ``python -c "import torch; from algorithms.core import group_mean_std as g; \

@@ -1,6 +1,6 @@
 """The loss every plugin shares: verl's ``compute_policy_loss_vanilla`` (PPO clip with dual clip, Ye et al. 2020
 arXiv 1912.09729), with verl's ``agg_loss`` aggregation, ``kl_penalty`` estimators (Schulman's k1/k2/k3), entropy
-bonus and ``rollout_is_weights``; PEERS.md §1 in the project notes has the reference formulas.
+bonus and ``rollout_is_weights`` (``verl/trainer/ppo/core_algos.py``).
 
 Deviations from verl (all deliberate):
 - ``aggregate_loss`` takes the whole mini-batch's token / sequence counts, so micro-batch losses sum
@@ -97,7 +97,7 @@ def compute_loss(logp: torch.Tensor, entropy: torch.Tensor | None, rollout: Roll
     """Policy loss + ``kl_coef`` * KL-to-ref loss - ``entropy_coef`` * entropy, aggregated by ``cfg.loss_agg``.
 
     Every log-prob here (``logp``, ``old_logp``, ``ref_logp``) and the entropy are of the sampling temperature's
-    distribution, ``softmax(logits / T)`` (:func:`harness.logprobs.token_logp_entropy`), as in TRL
+    distribution, ``softmax(logits / T)`` (:func:`harness.train.logprobs.token_logp_entropy`), as in TRL
     (``GRPOTrainer._get_per_token_logps_and_entropies`` divides by ``temperature``) and verl (``dp_actor.py``
     ``logits.div_(temperature)``, the reference included). Top-p is not applied: like both peers, the update scores
     the tempered, un-truncated distribution (with ``top_p < 1`` the sampler's own log-probs, renormalised over the

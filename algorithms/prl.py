@@ -3,7 +3,7 @@
 The KL-regularised objective ``E[r] - (1/eta) KL(pi || pi_ref)`` is split into per-step rewards: each
 step is charged the log-ratio "cost-to-go" from its last token to the end of the response. With
 ``d_t = (log pi_old(a_t) - log pi_ref(a_t)) * mask_t`` and the inclusive suffix sum
-``S_t = sum_{k >= t} d_k`` (official repo ``ray_trainer.py``, ``adv_estimator=prm``; PRL.md §1.3):
+``S_t = sum_{k >= t} d_k`` (official repo ``ray_trainer.py``, ``adv_estimator=prm``):
 
 - ``mode="orm"``: ``Ahat_i = (R_i - mean_g R) / (std_g R + 1e-6)`` (GRPO; a singleton group keeps the
   raw R_i, like the code's ``rollout.n == 1`` path). Steps end every ``step_len`` tokens
@@ -23,7 +23,7 @@ Deviations from the official code (deliberate):
   and, with a BOS-prepending tokenizer, matches nothing.
 - The orm/raw choice is per group (singleton group -> raw R_i) instead of global on ``rollout.n``.
 
-Try it: ``python -m pytest tests/test_algorithms.py -q -k prl``
+Try it: ``python -m pytest tests/algorithms/test_algorithms.py -q -k prl``
 """
 
 from __future__ import annotations

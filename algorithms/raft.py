@@ -5,7 +5,7 @@ tokens, i.e. 1 for correct responses and 0 otherwise with 0/1 rewards (rejection
 
 - ``raft``: plain weighted NLL ``-A * logp`` (Minimal-RL ``policy_loss=vanilla``): no ratio, no clip.
   With token-mean the denominator counts the tokens of the zero-advantage (rejected) responses too, as
-  in the reference code (PEERS.md §4). ``clip_eps_low/high`` only feed the ``clip_frac`` metric here
+  in the reference code. ``clip_eps_low/high`` only feed the ``clip_frac`` metric here
   (as in Minimal-RL) and ``dual_clip`` is unused.
 - ``raftpp``: the same advantage with the shared PPO-clip loss (``policy_loss=plusplus``), importance
   ratio and clipping for the off-policy mini-batches. (Minimal-RL's fork has no +-20 clamp on the
@@ -14,7 +14,7 @@ tokens, i.e. 1 for correct responses and 0 otherwise with 0/1 rewards (rejection
 The Minimal-RL scripts used ``kl_loss_coef=0.001`` (k3, on all responses); the default here is 0.0 like
 the other plugins, set ``algo.kl_coef=0.001`` to match them.
 
-Try it: ``python -m pytest tests/test_algorithms.py -q -k raft``
+Try it: ``python -m pytest tests/algorithms/test_algorithms.py -q -k raft``
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def compute_raft_advantages(rollout: Rollout, cfg: RAFTConfig) -> torch.Tensor:
 
 
 compute_raft_loss = partial(compute_loss, token_loss=nll_token_loss)
-compute_raft_loss.__doc__ = "RAFT loss: aggregated ``-A * logp`` (+ KL / entropy terms); see algorithms.loss.compute_loss."
+compute_raft_loss.__doc__ = ("RAFT loss: aggregated ``-A * logp`` (+ KL / entropy terms); "
+                             "see algorithms.loss.compute_loss.")
 
 ALGORITHMS.register("raft", Algorithm(
     name="raft",

@@ -12,7 +12,7 @@ A group of one response gets ``A_i = R_i`` in both (the singleton rule of :mod:`
 Both use the shared PPO-clip loss (ratio 1 and no clipping on the first, on-policy mini-batch, where it
 equals the REINFORCE gradient ``-A grad log pi``).
 
-Try it: ``python -m pytest tests/test_algorithms.py -q -k "reinforce or rloo"``
+Try it: ``python -m pytest tests/algorithms/test_algorithms.py -q -k "reinforce or rloo"``
 """
 
 from __future__ import annotations

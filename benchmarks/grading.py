@@ -2,7 +2,7 @@
 
 One grader serves both the training reward and the evaluation score (nanochat: ``reward =
 float(evaluate)``), so the two can never drift apart. Equivalence is decided by Hugging Face
-Math-Verify (``math_verify.parse`` / ``math_verify.verify``; see ``shared/notes/GRADING.md``):
+Math-Verify (``math_verify.parse`` / ``math_verify.verify``, github.com/huggingface/Math-Verify):
 
 * gold first: ``parse("\\boxed{" + gold + "}", [LatexExtractionConfig()])`` (wrapping bare golds
   in ``\\boxed{}`` avoids Math-Verify issue #70), cached per worker;
@@ -12,69 +12,9 @@ Math-Verify (``math_verify.parse`` / ``math_verify.verify``; see ``shared/notes/
   percentage rescaling, no relative tolerance: ``0.1`` vs ``10`` and ``\\frac{1}{3}`` vs
   ``0.3333`` are incorrect), comma lists compared as unordered sets (OlympiadBench multiple answers).
 
-Departures from the reference graders, each fixing a documented false negative/positive. The string
-rules live in :mod:`benchmarks.answer_forms`; "could wrongly accept" names each rule's known risk.
-
-1. **Minerva numbers to the gold's precision** (``sig_figs``, ``sci_notation``; ``minerva_math``). A
-   gold that is one written number (``4.5e33``, ``0.3``, ``300``) has s significant figures (trailing
-   zeros of an integer count); a numeric prediction is correct iff it rounds (half up) to the gold at s
-   figures: ``4.46e33`` matches ``4.5e33``, ``4.6e33`` and ``1.4`` (for ``1.39``) do not. A leading
-   ``X =``/``X \\approx`` and a unit tail (``\\text{..}``, ``\\mathrm{..}``, unit words, SI letters) are
-   dropped; e-notation answers read as ``\\times 10^{k}``. Why: Minerva golds are physical quantities
-   quoted to a few figures; Math-Verify's absolute 6 decimals accepts any ``10^{-27}``-sized number.
-   Could wrongly accept: a less precise gold (``4e33``) accepts ``3.5e33``..``4.49e33``; an integer gold
-   ``3`` that is an exact count accepts ``3.4``. Other benchmarks keep the exact / 6-decimal rule.
-2. **Code golds** (``code_golds``; ``minerva_math``): ``np.arcsin(10/13)``, ``-1./3``, ``np.pi/2``,
-   ``2**(1/3)`` are translated token by token through a whitelist (numbers, ``+-*/()``, ``**`` and
-   NumPy's elementary functions) into LaTeX, never evaluated; the literal gold is kept as a second
-   parse. Could wrongly accept: nothing beyond Math-Verify's own equivalence of the translated value.
-3. **Equivalent forms**: ``verify(..., allow_set_relation_comp=True)``, so an interval gold matches
-   the inequality describing it (``[a,b]`` vs ``a \\le x \\le b``; open/closed ends must agree);
-   ``\\pm`` in a list expands to both values and comma lists compare as unordered sets (Math-Verify).
-   Could wrongly accept: an inequality in another variable than the problem's (``a \\le y \\le b``).
-4. **Stated answers** without ``\\boxed{}``: the last "The (final) answer is X", "Final Answer: X",
-   "Answer: X" or "#### X" (:func:`benchmarks.answer_forms.final_answer_span`); only that statement's
-   sentence is parsed, cut before a remark (", because", ". Check:", "and then"), so a verification
-   after the answer is not taken as the answer. A statement that says nothing ("the answer is
-   consistent") yields to the one before; "the answer is not 5" states nothing. A box, when present,
-   wins (the last run of boxes, rule 7). Could wrongly accept: a hedged statement ("the answer is 5
-   if ..."), read as 5.
-5. **No answer, no credit**: without a box or a statement the response is incorrect, whatever number
-   comes last (a response cut off mid-reasoning, or candidates listed without a choice). Only
-   ``last_number`` benchmarks (``gsm8k``: its published convention) fall back to the last number of the
-   text, and only for a finished response: ``finish_reason == "length"`` never gets the fallback
-   (``None``, unknown, counts as finished, which keeps old callers working). Could wrongly accept: a
-   GSM8K response whose last number is a by-product equal to the gold; on SmolLM2-135M at T=1.0, 3 of
-   its 4 credited GSM8K responses were incoherent text with a stray number (results/smollm2-135m-base).
-   ``arith_word`` (an RL reward, too) does not fall back: at T=1.0, 8 of that model's 9 credited
-   responses came from the fallback, 4 of them incoherent; a reward must not pay for a stray number.
-6. **Quantities** (all benchmarks, when the gold is one plain number): ``1.45 million``, ``2
-   thousand``, ``\\$1,450,000``, ``1{,}450{,}000``, ``€25``, ``12 apples`` are read as numbers and
-   compared in Python (exact, or Math-Verify's 6 decimals) without Math-Verify, also the fast path
-   for every plain numeric answer. ``1,300`` is a list when the gold is (``1,3``). Could wrongly
-   accept: a number followed by a word that changes it ("5 less than x").
-7. **The last box wins**: earlier ``\\boxed{}`` that are not part of the final run of boxes
-   (``$\\boxed{2}$ and $\\boxed{3}$``) are un-boxed before parsing (:func:`keep_last_boxed_run`),
-   so "\\boxed{2} ... wait, \\boxed{3}" is graded as 3 (Math-Verify alone reads {2, 3}). An empty box
-   (``\\boxed{}``, the instruction echoed: "my answer within \\boxed{}") states nothing and is dropped
-   first; Math-Verify would otherwise take any number of the text (seen on SmolLM2-135M at T=1.0).
-8. **Integer fast path** (``integer_only``, on for ``arith``, the training reward): the content of
-   the last ``\\boxed{...}`` is compared exactly to an integer gold in this process, without
-   Math-Verify or IPC. No box, or a box that is not an integer literal, is incorrect.
-9. **Bounded work**: only the last ``TAIL_CHARS`` characters of a response are parsed; every sample
-   runs in a :class:`benchmarks.pool.TimeoutPool` worker that is killed and replaced after ``timeout``
-   seconds (Math-Verify's own ``signal.alarm`` timeouts are disabled: they fail off the main thread,
-   issues #50/#55, and cannot interrupt C code); workers run under a 3 GiB address-space limit, so
-   ``\\boxed{10^{10^{10^{10}}}}`` ends in a timeout or ``MemoryError``, never in an exhausted machine.
-   A timed-out or crashed sample is incorrect with ``extracted=None``.
-
-Rejected rules (each would accept wrong answers): a relative tolerance (Qwen's 1e-4) or sig-fig
-rounding outside Minerva (``1.0001`` for ``1``, ``3.142`` for ``3.14``); rounding the *gold* to the
-prediction's precision (``1.4`` for ``1.39``); Qwen's x100 / /100 percentage rescaling (``0.1`` for
-``10``); the last number as a fallback on every benchmark, or for truncated responses (credits
-whichever number a cut-off computation reached); any "answer" mention as an anchor ("to answer
-this, 5 ..."), or the first statement instead of the last; stripping every word after a number
-(``2\\pi``, ``2x`` -> 2); reading ``1,300`` as 1300 against a list gold; ``eval`` of code golds.
+Departures from the reference graders (Minerva significant figures, code golds, equivalent forms, stated
+answers, no answer no credit, quantities, the last box wins, the integer fast path, bounded work), each with the
+false negative it fixes and what it could wrongly accept, and the rules rejected: ``docs/grading.md``.
 
 ``extracted`` is ``str()`` of the first parsed prediction (the SymPy form when the answer parsed,
 so ``0.5`` and ``\\frac{1}{2}`` both read ``1/2`` and vote together in maj@n), capped at 1,000
@@ -88,8 +28,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import resource
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from importlib.metadata import version
 from typing import Sequence
 
 from benchmarks import answer_forms as forms
@@ -145,7 +87,6 @@ def sci_to_latex(text: str) -> str:
 
 def worker_init() -> None:
     """Runs once in each worker: memory cap, quiet logs, warm imports."""
-    import resource
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         cap = WORKER_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, WORKER_MEMORY_BYTES)
@@ -257,7 +198,6 @@ class Grader:
 
     def describe(self, bench: str | None = None) -> dict:
         """Grader settings for ``summary.json``."""
-        from importlib.metadata import version
         info = {"name": "math-verify", "version": version("math-verify"), "timeout_s": self.timeout,
                 "gold": "parse('\\\\boxed{'+gold+'}', [LatexExtractionConfig()])",
                 "pred": "parse(tail, [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()])",

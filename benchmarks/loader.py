@@ -24,8 +24,10 @@ print(len(validate_jsonl(g('minerva_math'), '../shared/benchmarks/minerva_math/t
 
 from __future__ import annotations
 
-import json
 import os
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -127,9 +129,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return True
-    import threading
-    import urllib.error
-    import urllib.request
 
     ok = []
 

@@ -1,9 +1,9 @@
 """The six math test sets of the RL-for-reasoning literature, as :class:`BenchmarkSpec` declarations.
 
 MATH500, Minerva Math and OlympiadBench are PRL's main benchmarks (``--bench all``); AIME24, AMC23 and
-GSM8K are extras. Files, counts and gold-answer rules follow ``shared/notes/BENCHMARKS.md`` (the
-Qwen2.5-Math / simpleRL-reason ``parse_ground_truth`` rules, except that MATH500 reads the ``answer``
-field, which PRL also uses and which equals the last ``\\boxed{}`` of the solution up to formatting).
+GSM8K are extras. Files, counts and gold-answer rules follow the Qwen2.5-Math / simpleRL-reason
+``parse_ground_truth`` rules (``evaluation/parser.py``), except that MATH500 reads the ``answer`` field, which PRL
+also uses and which equals the last ``\\boxed{}`` of the solution up to formatting.
 
     python -c "from benchmarks.paper import last_boxed_of; print(last_boxed_of(r'so \\boxed{\\frac{1}{2}}'))"
 """

@@ -1,6 +1,6 @@
 """Pathological model outputs that a grader must reject within its timeout, never stalling a run.
 
-Shared by ``tests/test_grading.py`` and ``scripts/bench_grading.py`` (worst-case grading time).
+Shared by ``tests/benchmarks/test_grading.py`` and ``scripts/bench_grading.py`` (worst-case grading time).
 """
 
 PATHOLOGICAL = {

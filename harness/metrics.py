@@ -11,7 +11,7 @@
   the first sample that produced it (PRL ``eval/calc.py``); a problem without any extracted answer
   scores 0.
 
-See ``shared/notes/METRICS.md`` for the test vectors.
+Test vectors, from the reference code: ``tests/test_metrics.py``.
 
     python -c "from harness.metrics import pass_at_k; print(pass_at_k(16, 3, 4))"   # 0.607142857...
 """

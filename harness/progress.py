@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import logging
 import os
+import sys
 import threading
 import warnings
 
@@ -125,7 +126,6 @@ def training_bar(enabled: bool) -> list:
     """Trainer callbacks: the RL-step bar when progress bars are on (else none)."""
     if not enabled:
         return []
-    import sys
 
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf

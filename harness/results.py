@@ -12,11 +12,12 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from common.errors import HarnessError
 from common.atomic import atomic_write_text  # noqa: F401  (re-exported: the run files' writer)
+from common.errors import HarnessError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]{0,127}$")
 
@@ -91,3 +92,35 @@ def prepare_run_dir(results_dir: str | os.PathLike, name: str, *, overwrite: boo
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def read_run_info(run_dir: Path) -> dict:
+    """A run directory's ``run.json`` ({} when it has none or it is unreadable)."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def run_info(name: str, *, algo: str | None, label: str, seed: int, benches, settings: dict, old: dict,
+             resume: dict | None = None, **extra) -> dict:
+    """``run.json`` of a starting run (``status: running``), for ``harness run`` and ``harness eval`` alike.
+
+    ``old`` is the run.json of the run being resumed ({} otherwise): its start time and earlier resumes are kept;
+    ``resume`` (e.g. ``{"from_step": 40}``) adds one entry to ``resumes``. ``extra`` keys follow the common ones.
+    """
+    info = {"name": name, "algo": algo, "label": label, "seed": seed, "status": "running", "benches": list(benches),
+            "settings": dict(settings), **extra, "started": old.get("started", time.time())}
+    if resume is not None:
+        info["resumes"] = old.get("resumes", []) + [{"time": time.time(), **resume}]
+    return info
+
+
+def refuse_changed(run_dir: Path, what: str, saved: dict, now: dict, *, show: int = 5) -> None:
+    """Refuse to resume ``run_dir`` when a key both ``saved`` and ``now`` hold has changed (a key newer than the
+    run keeps its default); the one-line error says ``what`` ("its config differs") and the first ``show`` changes."""
+    diff = [f"{k} ({saved[k]!r} -> {now[k]!r})" for k in sorted(set(saved) & set(now)) if saved[k] != now[k]]
+    if diff:
+        raise HarnessError(f"cannot resume {run_dir}: {what} in {', '.join(diff[:show])}"
+                           f"{' ...' if len(diff) > show else ''}; resume with the same settings or use --overwrite")

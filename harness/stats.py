@@ -2,25 +2,20 @@
 
 Pure functions over per-problem score arrays (problems are the unit of resampling: each problem is treated as a draw
 from a super-population of problems, Miller 2024 "Adding Error Bars to Evals", arXiv 2411.00640). The formulas are
-those of ``../shared/notes/METRICS.md`` section 3:
+the standard paired tests that Miller 2024 and "Resolution Diagnostics for Paired LLM Evaluation" (arXiv
+2605.30315) recommend:
 
 - :func:`paired_bootstrap`: percentile CI of the mean (or median) per-problem difference, ``scipy.stats.bootstrap``
-  with ``paired=True``; two-sided p-value from the same bootstrap distribution (METRICS 3(b)).
-- :func:`permutation_test`: paired sign-flip test of |mean difference| (METRICS 3(d)), ``scipy.stats.permutation_test``
+  with ``paired=True``; two-sided p-value from the same bootstrap distribution.
+- :func:`permutation_test`: paired sign-flip test of |mean difference|, ``scipy.stats.permutation_test``
   with ``permutation_type="samples"``; exact enumeration of all 2^N sign vectors when 2^N <= n_resamples.
-- :func:`mcnemar`: exact McNemar test on 0/1 outcomes (METRICS 3(c)), ``scipy.stats.binomtest``.
+- :func:`mcnemar`: exact McNemar test on 0/1 outcomes, ``scipy.stats.binomtest``.
 - :func:`holm`: Holm-Bonferroni step-down adjustment across the comparisons of one table.
-- The paired arrays come from :mod:`harness.scores` (``per_problem_scores``, ``combine_seeds``, ``mean_std``): turn
-  ``samples.jsonl`` records into them; several training seeds are averaged per problem before pairing (Hochlehnert et al. 2025).
+- The paired arrays come from :mod:`harness.report.scores` (``per_problem_scores``, ``combine_seeds``,
+  ``mean_std``): turn ``samples.jsonl`` records into them; several training seeds are averaged per problem before
+  pairing (Hochlehnert et al. 2025).
 
-Signs and ties are decided exactly (:func:`_lattice`): per-problem scores are almost always fractions with a small
-denominator (c/n, seed means of c/n, unbiased pass@k_i), so both tests run on integer numerators over a common
-denominator D, where a resampled difference of 0 is exactly 0 and counts on both sides, as in the exact bootstrap /
-sign-flip distribution. Scores that are not on such a lattice fall back to floats with a tie tolerance equal to the
-rounding-error bound of the mean (:func:`_float_tolerance`).
-
-Generation noise enters only through the n samples per problem; training-seed noise only through the seed average
-and the separate mean +- std across seeds (no hierarchical bootstrap).
+How signs and ties are decided exactly, and which noise the tests cover: ``docs/stats.md``.
 
 Example::
 
@@ -36,7 +31,6 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats as sps
-
 
 from common.errors import HarnessError
 
@@ -69,9 +63,6 @@ class McNemarResult:
     c: int
     pvalue: float
 
-
-# --------------------------------------------------------------------------------------------------------------------
-# validation
 
 
 def _paired(a: Sequence[float], b: Sequence[float], min_n: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -166,20 +157,10 @@ def _point(value: float, tol: float) -> float:
     return 0.0 if abs(value) <= tol else float(value)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# tests
 
-
-def paired_bootstrap(
-    a: Sequence[float],
-    b: Sequence[float],
-    *,
-    statistic: str = "mean",
-    n_resamples: int = 10_000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> BootstrapResult:
-    """Paired bootstrap over problems of ``statistic(a - b)`` (METRICS.md 3(b)).
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, statistic: str = "mean", n_resamples: int = 10_000,
+                     confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
+    """Paired bootstrap over problems of ``statistic(a - b)`` (the percentile bootstrap).
 
     Both arrays are resampled on the same problem indices (``scipy.stats.bootstrap(paired=True)``). The CI is the
     **percentile** interval ``[q_{(1-confidence)/2}, q_{(1+confidence)/2}]`` of the bootstrap distribution
@@ -191,7 +172,7 @@ def paired_bootstrap(
     i.e. roughly the smallest alpha at which the (1 - alpha) percentile CI excludes 0. It can be 0 (meaning p < 1/B).
     Signs are exact: on the scores' lattice (integer numerators over a common denominator) a resampled difference
     that is 0 in exact arithmetic is exactly 0 and counts in both tails; off a lattice, |Delta_b| within the float
-    rounding bound counts as 0 (module docstring). So ``paired_bootstrap([1/3, 2/3], [0, 1])`` has difference 0.0
+    rounding bound counts as 0 (``docs/stats.md``). So ``paired_bootstrap([1/3, 2/3], [0, 1])`` has difference 0.0
     and p = 1.
 
     Args:
@@ -227,7 +208,7 @@ def paired_bootstrap(
 def permutation_test(
     a: Sequence[float], b: Sequence[float], *, n_resamples: int = 10_000, seed: int = 0
 ) -> PermutationResult:
-    """Paired sign-flip permutation test of H0: A and B are exchangeable within each problem (METRICS.md 3(d)).
+    """Paired sign-flip permutation test of H0: A and B are exchangeable within each problem.
 
     Statistic ``T = |mean(a - b)|``; scipy swaps a_i and b_i within each pair (= flips the sign of d_i) and returns
     the null distribution of T over all 2^N sign vectors when ``2^N <= n_resamples``, else over B random ones;
@@ -271,7 +252,7 @@ def _binary(values: Sequence[float], name: str) -> np.ndarray:
 
 
 def mcnemar(a: Sequence[float], b: Sequence[float]) -> McNemarResult:
-    """Exact McNemar test on paired 0/1 outcomes (METRICS.md 3(c)).
+    """Exact McNemar test on paired 0/1 outcomes (a conditional binomial test on the discordant pairs).
 
     ``b = #{A correct, B wrong}``, ``c = #{A wrong, B correct}``; concordant pairs are ignored and
     ``p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2))`` (``scipy.stats.binomtest``, two-sided); p = 1 when b + c = 0.

@@ -9,7 +9,7 @@
 3. Gold self-check: all 2,836 golds of the six paper benchmarks, written as ``The final answer is
    $\\boxed{<gold>}$``, must grade correct.
 4. ``--cases``: accuracy, false positives and false negatives per class of the labelled cases in
-   ``tests/test_grading_classes.py`` (only this section runs).
+   ``tests/benchmarks/test_grading_classes.py`` (only this section runs).
 
     python scripts/bench_grading.py --data-dir ../shared/benchmarks
     python scripts/bench_grading.py --cases

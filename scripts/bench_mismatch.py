@@ -24,13 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from bench_rollout import task_prompts  # noqa: E402
 
 from algorithms.correction import mismatch_metrics  # noqa: E402
-from harness.batching import auto_logit_chunk, collate, sampling_logp  # noqa: E402
 from harness.engines import SamplingParams, build_engine  # noqa: E402
-from harness.logprobs import token_logp_entropy  # noqa: E402
 from harness.models import load_model  # noqa: E402
-from bench_rollout import task_prompts  # noqa: E402
+from harness.train.batching import auto_logit_chunk, collate, sampling_logp  # noqa: E402
+from harness.train.logprobs import token_logp_entropy  # noqa: E402
 
 
 def training_logp(model, tok, gens, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,10 +71,10 @@ def curves(run_dirs: list[str], out: Path) -> None:
     """Per-step reward and mismatch of the runs under ``run_dirs`` (a table) and their training plot."""
     from types import SimpleNamespace
 
-    from harness.plots.training import plot_training
-    from harness.runs import expand_dirs
+    from harness.report.plots.training import plot_training
+    from harness.report.runs import expand_dirs
 
-    runs = []   # training curves only: these runs have no evaluation, which harness.runs.load_runs requires
+    runs = []   # training curves only: these runs have no evaluation, which harness.report.runs.load_runs requires
     for path in expand_dirs(run_dirs)[0]:
         info = json.loads((path / "run.json").read_text())
         label = f"{path.parent.parent.name}" + "".join(f", {k.split('.')[-1]} {v}" for k, v in info["settings"].items())

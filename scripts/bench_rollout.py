@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks.arith import plain_prompt, train_stream  # noqa: E402
+from harness.engines import SamplingParams  # noqa: E402
 from harness.engines.hf import HFEngine  # noqa: E402
 from harness.models import TinySpec, build_tiny_model, build_tiny_tokenizer, load_model  # noqa: E402
-from harness.engines import SamplingParams  # noqa: E402
 
 VLLM_MIN_HEAD_DIM = 32  # smallest head size of vLLM's CPU attention kernels
 

@@ -10,12 +10,12 @@ tokens, temperature 1.0, top-p 1.0 and no top-k, one optimizer step per generati
 = gradient_accumulation_steps`` and ``num_iterations = 1``, ``--trl-micro-batch`` rows per pass;
 harness: ``epochs = mini_batches = 1``, micro-batches by its token budget), the same AdamW (lr, betas,
 weight decay 0, constant schedule, no warm-up, grad-norm clip 1.0), beta = 0 (no KL term), the
-harness's outcome reward on both sides (:class:`harness.train_data.Reward`), float32, no gradient
+harness's outcome reward on both sides (:class:`harness.train.data.Reward`), float32, no gradient
 checkpointing, no logging service, no checkpoints (the harness saves its final model, which is part
 of its run), no evaluation.
 
 What is timed (the model load is excluded on both sides; everything else is included):
-  * harness: the wall time of ``harness.train.run(cfg)`` minus the time spent in ``load_model``
+  * harness: the wall time of ``harness.train.flow.run(cfg)`` minus the time spent in ``load_model``
     (policy and reference) and in starting and closing the rollout engine (~0 for ``hf``; vLLM's
     start and shutdown for ``vllm``, printed separately). It includes input checks, the run
     directory, the Lightning Trainer, every RL step and the final ``save_pretrained``.
@@ -67,10 +67,10 @@ sys.path.insert(0, str(ROOT))
 # ---------------------------------------------------------------- shared pieces
 def train_rows(a: argparse.Namespace, tokenizer) -> list[dict]:
     """The harness's training problems, step by step (``steps * prompts`` rows), with the prompt exactly as
-    the harness sends it (:func:`harness.train_data.prompt_of`: the benchmark's prompt, through the chat
+    the harness sends it (:func:`harness.train.data.prompt_of`: the benchmark's prompt, through the chat
     template when the model has one): TRL gets it as a plain-text prompt, so it applies no template of its own."""
     from harness.config import DataConfig
-    from harness.train_data import build_source, prompt_of
+    from harness.train.data import build_source, prompt_of
 
     src = build_source(DataConfig(train_data=a.train_data), a.seed, a.prompts)
     return [{"prompt": prompt_of(p, tokenizer), "answer": p.answer, "id": p.id, "problem": p.problem,
@@ -78,7 +78,7 @@ def train_rows(a: argparse.Namespace, tokenizer) -> list[dict]:
 
 
 class TrainReward:
-    """TRL reward function: the harness's own outcome reward (:class:`harness.train_data.Reward`, the
+    """TRL reward function: the harness's own outcome reward (:class:`harness.train.data.Reward`, the
     evaluation grader), 1.0 for a correct answer. TRL passes no finish reasons, so a truncated completion keeps
     the grader's last-number fallback, which the harness denies it (rewards only; the timing is the same)."""
 
@@ -86,12 +86,12 @@ class TrainReward:
 
     def __init__(self) -> None:
         from benchmarks.grading import Grader
-        from harness.train_data import Reward
+        from harness.train.data import Reward
 
         self.reward = Reward(Grader())
 
     def __call__(self, prompts, completions, answer, id, problem, bench, completion_ids=None, **_) -> list[float]:
-        from harness.train_data import TrainProblem
+        from harness.train.data import TrainProblem
 
         problems = [TrainProblem(*row) for row in zip(id, problem, answer, bench)]
         return self.reward(completions, problems)
@@ -122,9 +122,9 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
     import torch
 
     import harness.engines
-    import harness.loop
     import harness.models
-    import harness.train
+    import harness.train.flow
+    import harness.train.loop
     from harness.config import build_config
     from harness.results import read_jsonl
 
@@ -134,7 +134,7 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
     marks: dict[str, float] = {}   # engine_start seconds already spent at fit start / at the first step end
     step_ends: list[float] = []
     fit_span: list[float] = []
-    orig_step = harness.loop.RLModule.training_step
+    orig_step = harness.train.loop.RLModule.training_step
     orig_fit = lightning.Trainer.fit
     harness.engines.LazyEngine.start = _clocked(harness.engines.LazyEngine.start, spent, "engine_start")
     harness.engines.LazyEngine.close = _clocked(harness.engines.LazyEngine.close, spent, "engine_close")
@@ -154,7 +154,7 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
             fit_span.append(time.perf_counter())
 
     harness.models.load_model = _clocked(harness.models.load_model, spent, "model_load")
-    harness.loop.RLModule.training_step = timed_step
+    harness.train.loop.RLModule.training_step = timed_step
     lightning.Trainer.fit = timed_fit
     cfg = build_config({}, [
         "algo.name=grpo", "algo.kl_coef=0.0", f"model.name={a.model}", "model.dtype=float32",
@@ -170,7 +170,7 @@ def run_harness(a: argparse.Namespace, workdir: Path) -> dict:
         "trainer.accelerator=cpu",
     ])
     t0 = time.perf_counter()
-    run_dir = harness.train.run(cfg, overwrite=True)
+    run_dir = harness.train.flow.run(cfg, overwrite=True)
     total = time.perf_counter() - t0
     metrics = read_jsonl(run_dir / "train" / "metrics.jsonl")
     engine = spent["engine_start"] + spent["engine_close"]

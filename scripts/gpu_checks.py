@@ -36,11 +36,12 @@ PROMPTS = ["1+2=\n", "7*8-3=\n", "12/4+5=\n", "9-2*3=\n"]
 
 def sampler_check(engine_name: str, **opts) -> str:
     """Mismatch of an engine's log-probs against the bf16 training forward, fresh and after 3 steps + sync."""
-    from algorithms.correction import mismatch_metrics
     from bench_rollout import random_tiny
-    from harness.batching import collate, sampling_logp
+
+    from algorithms.correction import mismatch_metrics
     from harness.engines import SamplingParams, build_engine
-    from harness.logprobs import token_logp_entropy
+    from harness.train.batching import collate, sampling_logp
+    from harness.train.logprobs import token_logp_entropy
 
     model, tok = random_tiny()                # the tiny architecture with head size 32 (vLLM's kernels)
     with torch.no_grad():                     # weights at std 0.5: far from uniform, some responses stop early

@@ -28,11 +28,11 @@ from algorithms import compute_advantages  # noqa: E402
 from algorithms.core import LossConfig, Rollout  # noqa: E402
 from algorithms.correction import correction_weights  # noqa: E402
 from algorithms.loss import compute_loss  # noqa: E402
-from harness.batching import collate, sampling_logp  # noqa: E402
 from harness.engines import SamplingParams  # noqa: E402
 from harness.engines.hf import HFEngine  # noqa: E402
-from harness.logprobs import token_logp_entropy  # noqa: E402
 from harness.models import load_model  # noqa: E402
+from harness.train.batching import collate, sampling_logp  # noqa: E402
+from harness.train.logprobs import token_logp_entropy  # noqa: E402
 
 T = 0.7
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import SHARED, run_cli
 
 from harness.cli import main
-from conftest import SHARED, run_cli
 
 pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.config import build_config, dump_yaml, load_yaml, to_dict
 from common.errors import HarnessError
 from harness.commands.run import parse_overrides
+from harness.config import build_config, dump_yaml, load_yaml, to_dict
 
 pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs
 

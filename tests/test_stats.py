@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from common.errors import HarnessError
 from harness.metrics import pass_at_k
-from harness.scores import combine_seeds, mean_std, paired_arrays, per_problem_scores
+from harness.report.scores import combine_seeds, mean_std, paired_arrays, per_problem_scores
 from harness.stats import holm, mcnemar, paired_bootstrap, permutation_test
 
 pytestmark = pytest.mark.fast   # the fast tier (`tox -e fast`): no training runs

@@ -35,7 +35,7 @@ def add_common_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="RL steps (train.steps)")
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--data-dir", help="folder with <bench>/test.jsonl (or set HARNESS_DATA_DIR)")
-    from harness.train_data import TRAIN_SOURCES
+    from harness.train.data import TRAIN_SOURCES
 
     builtin = ", ".join(n for n in TRAIN_SOURCES.names() if n != "file")
     p.add_argument("--train-data", help=f"RL prompts with gold answers: a training source ({builtin}; default "
@@ -138,10 +138,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise HarnessError("--resume and --overwrite exclude each other")
     cfg = config_from_args(args)
-    from harness.train import run as train_run
-
     from common.rank import global_rank
-    from harness.report import print_report
+    from harness.report.summary import print_report
+    from harness.train.flow import run as train_run
 
     run_dir = train_run(cfg, overwrite=args.overwrite, resume=args.resume)
     if global_rank(devices_per_node=cfg.trainer.devices) == 0:  # what it found, once

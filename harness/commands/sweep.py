@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
-from harness.commands.run import FLAGS, add_common_run_flags, config_help, parse_overrides
 from common.errors import HarnessError
+from harness.commands import table
+from harness.commands.run import FLAGS, add_common_run_flags, config_help, parse_overrides
 
 EPILOG = """Every other run flag and --section.key VALUE override applies to every run. Runs go to
 results/<name>/runs/<algo>_<key>=<value>..._s<seed>/ (logs in each run's logs/), with the manifest
@@ -87,6 +89,31 @@ def _slurm_options(args: argparse.Namespace):
                         extra=parse_extra(args.slurm_extra))
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.seed is not None and args.seeds is not None:
+        raise HarnessError("give either --seed or --seeds, not both")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise HarnessError(f"--max-parallel must be >= 1 (got {args.max_parallel})")
+    if args.max_parallel is not None and args.launcher == "local":
+        raise HarnessError("--max-parallel needs --launcher submitit-local or slurm (local runs one at a time)")
+    if args.in_process and args.launcher != "local":
+        raise HarnessError("--in-process works with --launcher local only")
+    if args.wait and args.launcher != "slurm":
+        raise HarnessError("--wait is for --launcher slurm (the other launchers always wait)")
+
+
+def _print_plan(plan, args: argparse.Namespace, slurm) -> None:
+    """``--dry-run``: the runs the sweep would start (and the sbatch script of a SLURM sweep)."""
+    print(f"sweep {plan.name}: {len(plan.runs)} runs -> {plan.sweep_dir}")
+    for r in plan.runs:
+        print(f"  {r.name}  label={r.label!r}  settings={r.settings}")
+    if args.launcher == "slurm":
+        from harness.sweep.launchers import sbatch_script
+
+        print(f"sbatch script for all {len(plan.runs)} runs:\n"
+              + sbatch_script(plan, slurm, len(plan.runs), args.max_parallel))
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.config import load_yaml
     from harness.sweep import inprocess_runner, parse_grid, parse_seeds, plan_sweep, run_sweep, subprocess_runner
@@ -99,39 +126,46 @@ def run(args: argparse.Namespace) -> int:
 
         print(render_status(find_sweep(args.status, args.results_dir)), end="")
         return 0
-    if args.seed is not None and args.seeds is not None:
-        raise HarnessError("give either --seed or --seeds, not both")
-    if args.max_parallel is not None and args.max_parallel < 1:
-        raise HarnessError(f"--max-parallel must be >= 1 (got {args.max_parallel})")
-    if args.max_parallel is not None and args.launcher == "local":
-        raise HarnessError("--max-parallel needs --launcher submitit-local or slurm (local runs one at a time)")
-    if args.in_process and args.launcher != "local":
-        raise HarnessError("--in-process works with --launcher local only")
-    if args.wait and args.launcher != "slurm":
-        raise HarnessError("--wait is for --launcher slurm (the other launchers always wait)")
+    _check_flags(args)
     slurm = _slurm_options(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed or 0]
     plan = plan_sweep(parse_grid(args.grid), seeds, base_overrides(args),
                       load_yaml(args.config) if args.config else {}, args.name)
     if args.launcher == "slurm":
-        from harness.sweep.launchers import sbatch_script, slurm_parameters
+        from harness.sweep.launchers import slurm_parameters
 
         slurm_parameters(plan, slurm, args.max_parallel)  # validates before anything is written
         if not args.dry_run and shutil.which("sbatch") is None:
             raise HarnessError("--launcher slurm: no sbatch on PATH (run this on a SLURM login node; --dry-run "
                                "prints the sbatch script here)")
     if args.dry_run:
-        print(f"sweep {plan.name}: {len(plan.runs)} runs -> {plan.sweep_dir}")
-        for r in plan.runs:
-            print(f"  {r.name}  label={r.label!r}  settings={r.settings}")
-        if args.launcher == "slurm":
-            print(f"sbatch script for all {len(plan.runs)} runs:\n"
-                  + sbatch_script(plan, slurm, len(plan.runs), args.max_parallel))
+        _print_plan(plan, args, slurm)
         return 0
     runner = inprocess_runner if args.in_process else subprocess_runner
     from_shell = bool(sys.argv) and sys.argv[0].endswith(("harness", "__main__.py"))  # not cli.main(argv) in tests
     command = ["python", "-m", "harness", *sys.argv[1:]] if from_shell else None
     failed = run_sweep(plan, overwrite=args.overwrite, runner=runner, argv=command, launcher=args.launcher,
-                       max_parallel=args.max_parallel or 1, slurm=slurm, wait=args.wait,
-                       report=not args.no_report)
+                       max_parallel=args.max_parallel or 1, slurm=slurm, wait=args.wait)
+    waiting = args.launcher == "slurm" and not args.wait
+    from harness.sweep.manifest import read_manifest
+
+    finished = any(e["status"] == "finished" for e in read_manifest(plan.sweep_dir)["runs"])
+    if finished and not waiting and not args.no_report:
+        write_report(plan.sweep_dir)
     return 1 if failed else 0
+
+
+def write_report(sweep_dir: Path) -> None:
+    """Print the sweep's table (``harness table``) and write it with the plots to ``<sweep>/report/``."""
+    from harness.sweep.manifest import LOGS
+
+    out = sweep_dir / "report"
+    print(f"files: {sweep_dir / 'sweep.json'} (manifest), {sweep_dir / 'runs'}/<run>/ (one run directory each, "
+          f"logs in <run>/{LOGS}/), {out}/ (table and plots):")
+    parser = argparse.ArgumentParser(prog="harness")
+    table.add_parser(parser.add_subparsers())
+    try:
+        table.run(parser.parse_args(["table", str(sweep_dir), "--out", str(out)]))
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        print(f"(no table: see the error above; python -m harness table {sweep_dir} once it is fixed)")

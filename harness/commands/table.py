@@ -1,8 +1,8 @@
 """``python -m harness table``: paper-style comparison table (+ plots) from run or sweep directories.
 
 Builds everything from result files alone (``run.json``, ``eval*/<bench>/summary.json`` and ``samples.jsonl``,
-``train/metrics.jsonl``); see ``harness/tables.py`` (table and significance), ``harness/runs.py`` (loading),
-``harness/table_render.py`` (markdown, LaTeX, CSV), ``harness/plots/`` (PNG/PDF figures) and ``results/README.md`` (layout).
+``train/metrics.jsonl``); see :mod:`harness.report` (loading, tables and significance, rendering, plots) and
+``results/README.md`` (layout).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from common.errors import HarnessError
 from harness.results import atomic_write_text
 
-FORMATS = ("csv", "latex", "md")   # harness.table_render.RENDERERS' keys (imported in run: scipy is slow to import)
+FORMATS = ("csv", "latex", "md")   # harness.report.render.RENDERERS' keys (imported in run: scipy is slow to import)
 
 EPILOG = """examples:
   python -m harness table results/grpo_s0 results/prl_s0              # Markdown to stdout
@@ -49,8 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Load runs, build the table, print it in ``--format`` and, with ``--out``, write all formats and plots."""
-    from harness.table_render import RENDERERS
-    from harness.tables import build_table, load_runs, parse_metrics
+    from harness.report.render import RENDERERS
+    from harness.report.tables import build_table, load_runs, parse_metrics
 
     metrics = parse_metrics([m.strip() for spec in (args.metric or ["avg@n,pass@n"]) for m in spec.split(",")])
     if args.n_resamples < 1:
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(out / name, render(table))
             written.append(out / name)
         if not args.no_plots:
-            from harness.plots import write_plots  # matplotlib is imported only when plots are wanted
+            from harness.report.plots import (
+                write_plots,  # matplotlib is imported only when plots are wanted
+            )
 
             written += write_plots(runs, out, metrics[0])
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

@@ -15,9 +15,10 @@ subclass :class:`RolloutEngine` in a module here, ``ENGINES.register(name, cls)`
 
 from harness.engines.base import (ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype, seeded,
                                   token_batches)
+
 from harness.engines import hf, vllm  # noqa: F401  (register "hf", then "vllm")  isort: skip
-from harness.engines.choose import (AUTO_BF16_MIN_PARAMS, AUTO_VLLM_MIN_PARAMS, LazyEngine, build_engine,
-                                    check_engine, choose_dtype, choose_engine, engine_names, native_bfloat16)
+from harness.engines.choose import (AUTO_BF16_MIN_PARAMS, AUTO_VLLM_MIN_PARAMS, LazyEngine, build_engine, check_engine,
+                                    choose_dtype, choose_engine, engine_names, native_bfloat16)
 
 __all__ = ["AUTO_BF16_MIN_PARAMS", "AUTO_VLLM_MIN_PARAMS", "ENGINES", "Generation", "LazyEngine", "RolloutEngine",
            "SamplingParams", "build_engine", "check_engine", "choose_dtype", "choose_engine", "engine_names",

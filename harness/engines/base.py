@@ -107,7 +107,7 @@ ENGINES: Registry = Registry("rollout engine")
 
 
 def param_dtype(model: torch.nn.Module) -> str:
-    """The name of ``model``'s parameter dtype (``float32``, ``bfloat16``, ...): what an engine samples in by default."""
+    """The name of ``model``'s parameter dtype (``float32``, ``bfloat16``, ...): what engines sample in by default."""
     return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 

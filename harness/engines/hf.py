@@ -28,8 +28,8 @@ from typing import Iterator, Sequence
 import torch
 
 from common.errors import HarnessError
-
-from harness.engines.base import ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype, seeded, token_batches
+from harness.engines.base import (ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype, seeded,
+                                  token_batches)
 from harness.engines.kv_decode import KVDecoder, unsupported_reason
 
 log = logging.getLogger(__name__)

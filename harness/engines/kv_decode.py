@@ -1,26 +1,10 @@
 """A lean KV-cache sampler for Llama-family decoders (Llama, Mistral, Qwen2, Qwen3).
 
-``model.generate`` spends much of a decoding step outside the matrix products on small models
-(cache objects, mask building, logits processors, stopping criteria, one ``nn.Module`` call per
-sub-layer). This sampler runs the same network with the model's own weights and rotary module, one
-key/value buffer per layer and a handful of tensor ops per layer: on the tiny preset it samples about
-1.5-2x as many tokens per second as ``generate`` on one CPU thread (``scripts/bench_rollout.py``). It
-implements the distribution ``generate`` samples from (temperature, then top-p as transformers'
-``TopPLogitsWarper``, no top-k), left-padded prompts with positions counted from each prompt's first
-token (as ``generate`` derives them from the attention mask), EOS stopping and padding after EOS.
-
-The attention and MLP input projections are read as one fused matrix each, with the RMSNorm weight in
-front of them folded in; the fused copies are rebuilt by :meth:`KVDecoder.refresh`, which the engine
-calls after every optimizer step (``sync_weights``). The key/value buffers grow ``grow_by`` tokens at a
-time, and every ``compact_every`` steps finished rows are dropped once they make up a quarter of the
-live ones, so long tails (math evaluation) do not pay for finished rows. Architectures or settings it
-does not cover (sliding-window layers, rope types with dynamic updates, other model types) are
-reported by :func:`unsupported_reason`; the engine then falls back to ``generate``.
-
-``dtype`` (``rollout.dtype``) sets the precision the sampler computes and caches in: every weight it reads
-(fused, folded in the model's own precision first) is a copy in that dtype, so a float32 policy can be
-sampled in bfloat16 (verl's default rollout dtype; 1.6x the float32 tokens/s on SmolLM2 on a CPU with
-AVX512-BF16) while training stays in float32. Log-softmax and sampling stay in float32 either way.
+It runs the same network as ``model.generate`` with the model's own weights and rotary module, one key/value buffer
+per layer and a handful of tensor ops per layer, and samples the same distribution (temperature, then top-p as
+transformers' ``TopPLogitsWarper``; left-padded prompts; EOS stopping): 1.5-2x ``generate``'s tokens/s on the tiny
+preset. Fused projections are rebuilt by :meth:`KVDecoder.refresh` after each optimizer step; what it does not cover
+is reported by :func:`unsupported_reason` (the engine then uses ``generate``). How and why: ``docs/engines.md``.
 
 Try it::
 
@@ -215,7 +199,7 @@ class KVDecoder:
             distribution it was drawn from (``logits / temperature``, top-p applied and renormalised; the raw
             logits' log-softmax when greedy), 0 after a row's EOS.
 
-        Kept as one function (86 lines): it is the decoding loop, and the buffers it grows and the rows it
+        Kept as one function (78 lines of code): it is the decoding loop, and the buffers it grows and the rows it
         drops are shared by every line of it; split up, each decode step would pass them through several calls.
         """
         model = self.model

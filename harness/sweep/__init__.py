@@ -5,18 +5,15 @@
     python -m harness sweep --status prl-eta
     python -m harness table results/prl-eta --baseline "prl eta=100 entropy_coef=0" --out results/prl-eta/report
 
-Layout (documented in ``results/README.md``, "Sweeps")::
-
-    results/<sweep>/sweep.json          manifest: config, base overrides, grid, seeds, every run with its state/job
-    results/<sweep>/runs/<run>/         one ordinary run directory per (setting, seed), e.g. prl_eta=10_s0
-    results/<sweep>/runs/<run>/logs/    output of each attempt: local.log, submitit-local-<job>.log, slurm-<job>.log
-    results/<sweep>/locks/<run>.lock    held by the process training that run (flock; its pid inside)
-    results/<sweep>/submitit/           submitit's job files (pickled run specs, sbatch scripts)
-    results/<sweep>/report/             the table and plots written when the sweep ends (harness table)
+A sweep directory holds ``sweep.json`` (the manifest), ``runs/<run>/`` (one run directory per setting and seed,
+with its job logs), ``locks/`` and ``report/``: ``results/README.md`` ("Sweeps") describes every file.
 
 Modules: :mod:`.plan` (grid, seeds, names, validation; writes nothing), :mod:`.manifest` (sweep.json, run states,
 locks), :mod:`.launchers` (local, submitit-local, slurm), :mod:`.worker` (one run in its process), :mod:`.driver`
 (:func:`run_sweep`), :mod:`.status` (``--status``).
+
+May import: :mod:`harness.train` (a run in-process), :mod:`harness.config`, :mod:`harness.results`, the engines
+registry, :mod:`benchmarks`, :mod:`common`.
 
 Each run executes in its own process because (1) Lightning's multi-device launcher re-executes the current command
 for each rank, which must be a single run, not the whole sweep; (2) vLLM and CUDA memory is only reliably released
@@ -24,7 +21,7 @@ when the process exits; (3) a crash or OOM-kill of one run must not end the swee
 sweep's own process instead (``local`` launcher; faster start-up, handy for debugging and small CPU sweeps).
 """
 
-from harness.sweep.driver import run_spec, run_sweep, write_report
+from harness.sweep.driver import run_spec, run_sweep
 from harness.sweep.manifest import MANIFEST, SCHEMA_VERSION, run_status
 from harness.sweep.plan import (PlannedRun, SweepPlan, check_inputs, default_sweep_name, parse_grid, parse_seeds,
                                 plan_sweep, run_name)
@@ -32,4 +29,4 @@ from harness.sweep.worker import REDO_UNFINISHED, execute_spec, inprocess_runner
 
 __all__ = ["MANIFEST", "SCHEMA_VERSION", "REDO_UNFINISHED", "PlannedRun", "SweepPlan", "check_inputs",
            "default_sweep_name", "execute_spec", "inprocess_runner", "parse_grid", "parse_seeds", "plan_sweep",
-           "run_name", "run_spec", "run_status", "run_sweep", "subprocess_runner", "worker_main", "write_report"]
+           "run_name", "run_spec", "run_status", "run_sweep", "subprocess_runner", "worker_main"]

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import HarnessError
-from harness.sweep.manifest import (BUSY_EXIT, LOGS, STATUS_HINT, check_existing, hold_lock, live_states, lock_holder, lock_path,
-                                    new_manifest, run_status, save_manifest, slurm_states)
+from harness.sweep.launchers import make_executor, submit
+from harness.sweep.manifest import (BUSY_EXIT, LOGS, STATUS_HINT, check_existing, hold_lock, live_states, lock_holder,
+                                    lock_path, new_manifest, run_status, save_manifest, slurm_states)
 from harness.sweep.worker import REDO_UNFINISHED, subprocess_runner
 
 
@@ -109,7 +110,6 @@ def _job_outcome(job) -> tuple[int | None, str]:
 def _run_submitit(sw: _Sweep, todo: list, launcher: str, *, max_parallel: int, slurm, wait: bool,
                   poll_s: float) -> bool:
     """Submit (and with ``wait`` follow) the runs of ``todo``; returns whether they are all done."""
-    from harness.sweep.launchers import make_executor, submit
 
     ex = make_executor(launcher, sw.plan, slurm=slurm, max_parallel=max_parallel)
     queue, live = list(todo), {}
@@ -155,13 +155,12 @@ def _run_submitit(sw: _Sweep, todo: list, launcher: str, *, max_parallel: int, s
 
 def run_sweep(plan, *, overwrite: bool = False, runner: Callable[[dict, Path], int] = subprocess_runner,
               echo: Callable[[str], None] = print, argv: list[str] | None = None, launcher: str = "local",
-              max_parallel: int = 1, slurm=None, wait: bool = True, poll_s: float = 1.0,
-              report: bool = False) -> int:
+              max_parallel: int = 1, slurm=None, wait: bool = True, poll_s: float = 1.0) -> int:
     """Execute a planned sweep; finished runs are skipped, runs something else is running are left to it, all others
     (failed, interrupted, missing) run again. Returns the number of runs that failed.
 
-    ``runner`` is used by the ``local`` launcher only. With ``report``, the table of the finished runs is printed
-    and written to ``results/<sweep>/report/`` at the end (``harness table``).
+    ``runner`` is used by the ``local`` launcher only. The ``sweep`` command then writes the report
+    (:func:`harness.commands.sweep.write_report`).
 
     Raises:
         HarnessError: the sweep directory holds a different sweep (or something else) and not ``overwrite``; another
@@ -208,17 +207,5 @@ def run_sweep(plan, *, overwrite: bool = False, runner: Callable[[dict, Path], i
     echo(f"sweep {plan.name}: {n_ok}/{sw.total} finished" + (f", {sw.failed} failed (rerun the same command "
          "to retry them)" if sw.failed else "") + (f", {len(live)} still running elsewhere" if live else "")
          + f"; table: python -m harness table {sweep_dir}")
-    if report and n_ok:
-        write_report(sweep_dir, echo)
     return sw.failed
 
-
-def write_report(sweep_dir: Path, echo: Callable[[str], None] = print) -> None:
-    """Print the sweep's table (``harness table``) and write it with the plots to ``<sweep>/report/``."""
-    from harness.cli import main as cli_main
-
-    out = sweep_dir / "report"
-    echo(f"files: {sweep_dir / 'sweep.json'} (manifest), {sweep_dir / 'runs'}/<run>/ (one run directory each, "
-         f"logs in <run>/{LOGS}/), {out}/ (table and plots):")
-    if cli_main(["table", str(sweep_dir), "--out", str(out)]) != 0:
-        echo(f"(no table: see the error above; python -m harness table {sweep_dir} once it is fixed)")

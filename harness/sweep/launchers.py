@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import HarnessError
+from harness.config import build_config
+from harness.sweep.job import SweepJob
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 REPO = str(Path(__file__).resolve().parents[2])
@@ -72,7 +74,6 @@ def parse_extra(specs: list[str]) -> dict[str, str]:
 
 def _run_resources(plan) -> tuple[int, int]:
     """(devices, nodes) shared by every run: one job array means one set of resources."""
-    from harness.config import build_config
 
     seen = {}
     for r in plan.runs:
@@ -145,7 +146,6 @@ def make_executor(launcher: str, plan, *, slurm: SlurmOptions | None = None, max
 
 def submit(executor, specs: list[dict]) -> list:
     """Submit one job per spec (on SLURM: one job array); returns submitit jobs in the same order."""
-    from harness.sweep.job import SweepJob
 
     with _importable():
         return executor.map_array(SweepJob(), specs)

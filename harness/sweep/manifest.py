@@ -16,9 +16,9 @@ from pathlib import Path
 
 from common.errors import HarnessError
 from common.locks import BUSY_EXIT, Busy, hold_lock, lock_holder  # noqa: F401  (re-exported for the sweep)
+from harness.results import atomic_write_json
 
 STATUS_HINT = ", or check with `harness sweep --status`"
-from harness.results import atomic_write_json
 
 MANIFEST = "sweep.json"
 SCHEMA_VERSION = 2

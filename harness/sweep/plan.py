@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
+from benchmarks import get_benchmark, resolve_benchmarks
 from common.errors import HarnessError
+from harness.config import build_config
+from harness.engines import check_engine
 from harness.results import validate_run_name
 
 # keys the sweep itself sets for every run; a grid or base override may not set them
@@ -136,10 +139,8 @@ def default_sweep_name(algos: list[str], grid: dict[str, list[str]]) -> str:
 
 
 def check_inputs(cfg, checked: set | None = None) -> None:
-    """The cheap input checks ``harness.train.run`` makes before writing: benchmark names and data, rollout engine
+    """The cheap input checks ``harness.train.flow.run`` makes before writing: benchmark names and data, rollout engine
     (each distinct combination once). Model and training-data problems still surface in the run itself."""
-    from benchmarks import get_benchmark, resolve_benchmarks
-    from harness.engines import check_engine
 
     key = (cfg.data.bench, cfg.data.data_dir, cfg.eval.limit, tuple(sorted(cfg.eval.bench_limit.items())),
            cfg.rollout.engine)
@@ -214,7 +215,6 @@ class _Builder:
         self.yaml_data, self.has_grid = yaml_data, has_grid
 
     def __call__(self, overrides: list[str], what: str):
-        from harness.config import build_config
         try:
             return build_config(self.yaml_data, overrides)
         except HarnessError as err:

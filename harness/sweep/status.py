@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
 from common.errors import HarnessError
 from harness.results import read_jsonl, validate_run_name
 from harness.sweep.manifest import LOGS, MANIFEST, live_states, read_manifest, run_status, slurm_states
@@ -32,7 +34,6 @@ def find_sweep(name: str, results_dir: str | None) -> Path:
 
 
 def _steps(run_dir: Path) -> int | None:
-    import yaml
 
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,15 +25,16 @@ import time
 from pathlib import Path
 
 from common.errors import HarnessError
+from harness.config import build_config
 from harness.sweep.manifest import LOGS, STATUS_HINT, hold_lock, run_status
+from harness.train.flow import run as train_run
 
 # How a run directory left unfinished by an earlier invocation is redone: "overwrite" (start it again) or "resume"
-# (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.run). The only line to change.
+# (continue from its checkpoint/last, keeping a complete base evaluation; harness.train.flow.run).
+# The only line to change.
 REDO_UNFINISHED = "resume"
 def execute_spec(spec: dict) -> None:
     """Build the run's config and train it."""
-    from harness.config import build_config
-    from harness.train import run as train_run
 
     cfg = build_config(spec["config"], spec["overrides"])
     train_run(cfg, overwrite=bool(spec.get("overwrite")), resume=bool(spec.get("resume")),
@@ -55,7 +57,7 @@ def _redo(spec: dict) -> dict:
 
 
 def _rank() -> int:
-    """This task's global rank in a multi-task submitit job (0 otherwise); exported as RANK for harness.train."""
+    """This task's global rank in a multi-task submitit job (0 otherwise); exported as RANK for harness.train.flow."""
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
         os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
         return int(os.environ["SLURM_PROCID"])
@@ -103,7 +105,6 @@ def run_job(spec: dict) -> int:
     """Train one run of a sweep as a launcher's job; returns the exit code (0 finished, 2 user error, 3 busy).
 
     Other exceptions (bugs) propagate, so submitit records the job as failed with the traceback in its log."""
-    import logging
 
     if spec.get("cwd"):
         os.chdir(spec["cwd"])
