@@ -1,4 +1,4 @@
-"""Algorithm plugins: PRL, GRPO, RAFT/RAFT++, REINFORCE/RLOO on one shared loss.
+"""Algorithm plugins: PRL, FRPO, GRPO, RAFT/RAFT++, REINFORCE/RLOO on one shared loss.
 
 Each plugin module defines a config dataclass (a :class:`LossConfig` subclass whose fields are the
 ``algo.<field>`` CLI keys) and an advantage function, and registers an :class:`Algorithm` in
@@ -15,13 +15,15 @@ from dataclasses import fields
 import torch
 
 from algorithms.core import ALGORITHMS, Algorithm, LossConfig, Rollout, check
+from algorithms.kl_reward import uses_kl_reward
 from algorithms.loss import aggregate_loss, compute_loss, kl_estimate
 
 # Built-ins register on import, in this order (`harness ls` lists them so).
-from algorithms import prl, grpo, raft, reinforce  # noqa: E402,F401  isort: skip
+from algorithms import prl, frpo, grpo, raft, reinforce  # noqa: E402,F401  isort: skip
 
 __all__ = ["ALGORITHMS", "Algorithm", "LossConfig", "Rollout", "aggregate_loss", "compute_advantages",
-           "compute_loss", "get_algorithm", "kl_estimate", "make_config", "names", "needs_ref_logp"]
+           "compute_loss", "get_algorithm", "kl_estimate", "make_config", "names", "needs_old_logp",
+           "needs_ref_logp"]
 
 
 def get_algorithm(name: str) -> Algorithm:
@@ -35,8 +37,13 @@ def names() -> tuple[str, ...]:
 
 
 def needs_ref_logp(algo: Algorithm, cfg: LossConfig) -> bool:
-    """Whether the loop must compute ``rollout.ref_logp``: the advantage needs it, or the KL loss is on."""
-    return algo.needs_ref or cfg.kl_coef > 0
+    """Whether the loop must compute ``rollout.ref_logp``: the advantage needs it, or a KL loss or reward is on."""
+    return algo.needs_ref or cfg.kl_coef > 0 or uses_kl_reward(cfg)
+
+
+def needs_old_logp(algo: Algorithm, cfg: LossConfig) -> bool:
+    """Whether the advantage needs ``rollout.old_logp`` before the update (PRL, FRPO, a KL in the reward)."""
+    return algo.needs_old_logp or uses_kl_reward(cfg)
 
 
 def make_config(name: str, **hparams) -> LossConfig:

@@ -3,8 +3,9 @@
 Advantage = verl ``compute_grpo_outcome_advantage``: for the n responses of one prompt,
 ``A_i = (R_i - mean_g R) / (std_g R + eps)`` with the unbiased (N-1) std and eps = 1e-6
 (``scale_by_std=False`` -> ``R_i - mean_g R``, Dr.GRPO style), broadcast to every response token.
-A group of one response gets mean 0 and std 1 (verl). Loss: the shared PPO-clip loss of
-:mod:`algorithms.core` with verl's defaults (clip 0.2/0.2, dual clip 3, token-mean). ``kl_coef``
+A group of one response gets mean 0 and std 1 (verl). ``kl_reward_coef`` charges each response its KL to the
+reference before the normalisation (:mod:`algorithms.kl_reward`; v2's "GRPO + KL-reward"). Loss: the shared
+PPO-clip loss of :mod:`algorithms.core` with verl's defaults (clip 0.2/0.2, dual clip 3, token-mean). ``kl_coef``
 defaults to 0.0 as in the PRL repo's GRPO baseline script (verl's own ``kl_loss_coef`` default is
 0.001, but its ``use_kl_loss`` default is off; DeepSeekMath used 0.04).
 
@@ -17,13 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, check,
-                             group_normalized_scores)
+from algorithms.core import ALGORITHMS, Algorithm, Rollout, adv_dtype, broadcast, check, group_normalized_scores
+from algorithms.kl_reward import KLRewardConfig, shaped_rewards
 from algorithms.loss import compute_loss
 
 
 @dataclass
-class GRPOConfig(LossConfig):
+class GRPOConfig(KLRewardConfig):
     """GRPO hyper-parameters (plus the shared loss fields of LossConfig)."""
 
     scale_by_std: bool = True  # divide by the group std (verl norm_adv_by_std_in_grpo); False = mean-centre only
@@ -37,7 +38,8 @@ class GRPOConfig(LossConfig):
 @torch.no_grad()
 def compute_grpo_advantages(rollout: Rollout, cfg: GRPOConfig) -> torch.Tensor:
     """GRPO advantage ``[B, T]``: the group-normalised outcome on every valid token, 0 on padding."""
-    scores = group_normalized_scores(rollout.rewards, rollout.group_ids, scale_by_std=cfg.scale_by_std, eps=cfg.eps)
+    scores = group_normalized_scores(shaped_rewards(rollout, cfg), rollout.group_ids, scale_by_std=cfg.scale_by_std,
+                                     eps=cfg.eps)
     return broadcast(scores, rollout.response_mask).to(adv_dtype(rollout))  # [B, T]
 
 

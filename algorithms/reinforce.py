@@ -7,7 +7,8 @@
 - ``rloo``: leave-one-out baseline ``A_i = R_i - (sum_g R - R_i) / (n - 1)`` (verl
   ``compute_rloo_outcome_advantage``, written there as ``(R_i - mean_g) n / (n - 1)``).
 
-A group of one response gets ``A_i = R_i`` in both (the singleton rule of :mod:`algorithms.core`).
+A group of one response gets ``A_i = R_i`` in both (the singleton rule of :mod:`algorithms.core`). Both take
+``kl_reward_coef``: R is charged its KL to the reference before the baseline (:mod:`algorithms.kl_reward`).
 
 Both use the shared PPO-clip loss (ratio 1 and no clipping on the first, on-policy mini-batch, where it
 equals the REINFORCE gradient ``-A grad log pi``).
@@ -21,15 +22,16 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, broadcast, check_choice,
-                             group_mean_std, group_stats)
+from algorithms.core import (ALGORITHMS, Algorithm, Rollout, adv_dtype, broadcast, check_choice, group_mean_std,
+                             group_stats)
+from algorithms.kl_reward import KLRewardConfig, shaped_rewards
 from algorithms.loss import compute_loss
 
 BASELINES = ("none", "batch_mean", "group_mean")
 
 
 @dataclass
-class ReinforceConfig(LossConfig):
+class ReinforceConfig(KLRewardConfig):
     """REINFORCE hyper-parameters (plus the shared loss fields of LossConfig)."""
 
     baseline: str = "batch_mean"  # none | batch_mean | group_mean ("none" with 0/1 rewards ~ RAFT++)
@@ -40,14 +42,14 @@ class ReinforceConfig(LossConfig):
 
 
 @dataclass
-class RLOOConfig(LossConfig):
-    """RLOO hyper-parameters: only the shared loss fields of LossConfig."""
+class RLOOConfig(KLRewardConfig):
+    """RLOO hyper-parameters: the shared loss fields and the KL-in-reward of KLRewardConfig."""
 
 
 @torch.no_grad()
 def compute_reinforce_advantages(rollout: Rollout, cfg: ReinforceConfig) -> torch.Tensor:
     """REINFORCE advantage ``[B, T]``: ``R_i - baseline`` on every valid token."""
-    r = rollout.rewards.detach().double()  # [B]
+    r = shaped_rewards(rollout, cfg)  # [B]
     if cfg.baseline == "batch_mean":
         r = r - r.mean()
     elif cfg.baseline == "group_mean":
@@ -58,7 +60,7 @@ def compute_reinforce_advantages(rollout: Rollout, cfg: ReinforceConfig) -> torc
 @torch.no_grad()
 def compute_rloo_advantages(rollout: Rollout, cfg: RLOOConfig) -> torch.Tensor:
     """RLOO advantage ``[B, T]``: ``R_i`` minus the mean reward of the other responses to the same prompt."""
-    r = rollout.rewards.detach().double()  # [B]
+    r = shaped_rewards(rollout, cfg)  # [B]
     mean, _, n = group_stats(r, rollout.group_ids)  # [B] each
     loo = (r - mean) * n / (n - 1).clamp(min=1)  # [B] = r - (sum - r) / (n - 1)
     return broadcast(torch.where(n > 1, loo, r), rollout.response_mask).to(adv_dtype(rollout))

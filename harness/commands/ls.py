@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 
 
 def add_parser(sub) -> None:
@@ -19,8 +21,9 @@ def run(args) -> int:
     if args.algo:
         algo = algorithms.get_algorithm(args.algo)
         print(f"{algo.name}: {algo.summary}")
+        comments = field_comments(algo.config_cls)
         for f in dataclasses.fields(algo.config_cls):
-            print(f"  algo.{f.name:16s} {f.default!r}")
+            print(f"  algo.{f.name:20s} {f.default!r:14s} {comments.get(f.name, '')}".rstrip())
         return 0
     print("algorithms:")
     for name in algorithms.names():
@@ -28,3 +31,16 @@ def run(args) -> int:
     print("benchmarks:", ", ".join(BENCHMARKS.names()), f"(all = {', '.join(ALL)})")
     print(f"engines: {', '.join(engine_names())}")
     return 0
+
+
+def field_comments(cls) -> dict[str, str]:
+    """Each dataclass field's ``# comment`` in its source (the most derived class's, for a redefined field)."""
+    out: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        for line in inspect.getsource(klass).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+= .+?\s+#\s*(.+)$", line)
+            if m:
+                out.setdefault(m.group(1), m.group(2))
+    return out

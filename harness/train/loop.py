@@ -19,7 +19,7 @@ from collections import defaultdict
 import lightning as L
 import torch
 
-from algorithms import get_algorithm, needs_ref_logp
+from algorithms import get_algorithm, needs_old_logp, needs_ref_logp
 from algorithms.core import Rollout
 from common.errors import HarnessError
 from harness import stop
@@ -171,7 +171,7 @@ class RLModule(PolicyUpdate, L.LightningModule):
         # One update per batch makes pi_old the current policy: its log-probs are the update pass's own
         # (detached), so the separate no-grad pass only runs when the advantage needs them first.
         old_logp = None
-        if cfg.train.epochs * cfg.train.mini_batches > 1 or self.algo.needs_old_logp:
+        if cfg.train.epochs * cfg.train.mini_batches > 1 or needs_old_logp(self.algo, cfg.algo):
             old_logp = self._logp_no_grad(self.policy, ids, attn, T) * mask
         ref_logp = None
         if self.ref is not None:  # also logged as the KL to the reference

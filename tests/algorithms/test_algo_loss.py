@@ -191,7 +191,9 @@ def test_all_equal_group_gives_zero_advantage(name):
 
 
 ALT = {"eta": 1.0, "mode": "prm", "step_split": "newline", "step_len": 1, "scale_by_std": False, "eps": 0.5,
-       "baseline": "none"}
+       "baseline": "none", "beta": 0.5, "kl_direction": "forward", "std": "unbiased", "suffix": "exclusive",
+       "k3_baseline": "batch", "kl_reward_coef": 0.5, "kl_reward_estimator": "k3"}
+NEEDS = {"kl_reward_estimator": {"kl_reward_coef": 0.5}}   # a field that acts only with another one set
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -200,9 +202,10 @@ def test_every_plugin_field_changes_the_advantage(name):
     _, ro = make(SMALL, rewards=(1, 0, 1, 1))
     cls = get_algorithm(name).config_cls
     own = [f.name for f in fields(cls) if f.name not in {g.name for g in fields(LossConfig)}]
-    base = advantages(name, ro)[2]
     for field in own:
-        assert not torch.allclose(advantages(name, ro, **{field: ALT[field]})[2], base, atol=1e-6), field
+        base = advantages(name, ro, **NEEDS.get(field, {}))[2]
+        alt = advantages(name, ro, **NEEDS.get(field, {}), **{field: ALT[field]})[2]
+        assert not torch.allclose(alt, base, atol=1e-6), field
 
 
 LOSS_ALT = {"loss_agg": "seq-mean-token-sum", "clip_eps_low": 0.05, "clip_eps_high": 0.6, "dual_clip": 0.0,

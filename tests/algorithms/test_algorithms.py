@@ -273,11 +273,11 @@ def test_unknown_hparam_and_unknown_algorithm():
         get_algorithm("grpoo")
     msg = str(err.value)
     assert "'grpoo'" in msg and "did you mean grpo" in msg and "\n" not in msg
-    assert "available: prl, grpo, raft, raftpp, reinforce, rloo" in msg
+    assert "available: prl, frpo, grpo, raft, raftpp, reinforce, rloo" in msg
 
 
 def test_registry_contents_and_configs_work_with_omegaconf():
-    assert algorithms.names() == ("prl", "grpo", "raft", "raftpp", "reinforce", "rloo")
+    assert algorithms.names() == ("prl", "frpo", "grpo", "raft", "raftpp", "reinforce", "rloo")
     for name in algorithms.names():
         algo = get_algorithm(name)
         assert algo.name == name and algo.summary and "\n" not in algo.summary
@@ -286,7 +286,7 @@ def test_registry_contents_and_configs_work_with_omegaconf():
                                                   OmegaConf.from_dotlist(["kl_coef=0.001"])))
         assert isinstance(cfg, algo.config_cls) and cfg.kl_coef == 0.001
         assert algorithms.needs_ref_logp(algo, cfg) and algorithms.needs_ref_logp(algo, algo.config_cls()) == (
-            name == "prl")
+            name in ("prl", "frpo"))
     cfg = OmegaConf.merge(OmegaConf.structured(PRLConfig), OmegaConf.from_dotlist(["eta=200", "step_len=16"]))
     assert OmegaConf.to_object(cfg) == PRLConfig(eta=200.0, step_len=16)
     with pytest.raises(HarnessError, match=r"algo.eta must be > 0 \(got -5"):
