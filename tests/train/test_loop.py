@@ -247,3 +247,12 @@ def test_cli_run_at_temperature_half_writes_the_mismatch_metrics(tmp_path, tiny_
         assert 0 <= r["mismatch_kl"] < 1e-6 and r["mismatch_logp_abs_max"] < 1e-3 and r["mismatch_outside_frac"] == 0
     info = json.loads((tmp_path / "t05" / "run.json").read_text())
     assert info["rollout_correction"]["mode"] == "none"      # auto: float32 sampling of a float32 policy
+
+
+@pytest.mark.slow
+def test_kl_in_the_reward_makes_the_loop_compute_old_and_ref_logprobs(tmp_path, tiny_path):
+    """grpo with algo.kl_reward_coef: the advantage needs pi_old and pi_ref before the update (2 no-grad passes)."""
+    cfg = build_config({}, ["algo.name=grpo", "algo.kl_reward_coef=0.5", "train.steps=2", f"results_dir={tmp_path}",
+                            *FAST])
+    rows = _metrics(run(cfg))
+    assert [r["logp_passes"] for r in rows] == [2, 2] and rows[-1]["kl"] != 0.0
