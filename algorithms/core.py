@@ -171,6 +171,16 @@ def adv_dtype(rollout: Rollout) -> torch.dtype:
     return torch.float32 if logp is None else torch.promote_types(logp.dtype, torch.float32)
 
 
+def process_share(outcome: torch.Tensor, process: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """``{"process_share": mean |process part| / mean |outcome part|}`` over the response tokens of ``mask``, for
+    an advantage ``outcome [B, 1] - process [B, T]`` (PRL, FRPO). Near 0: the KL term barely moves the advantage."""
+    valid = mask > 0  # [B, T]
+    if not valid.any():
+        return {"process_share": 0.0}
+    out_abs, proc_abs = outcome.expand_as(process)[valid].abs().mean(), process[valid].abs().mean()
+    return {"process_share": (proc_abs / out_abs).item() if out_abs > 0 else float("inf") if proc_abs > 0 else 0.0}
+
+
 def suffix_sum(x: torch.Tensor) -> torch.Tensor:
     """Inclusive suffix sum along the last dim: ``out[..., t] = sum_{k >= t} x[..., k]``."""
     return x.flip(-1).cumsum(-1).flip(-1)

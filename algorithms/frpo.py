@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, check, check_choice, group_stats,
-                             suffix_sum)
+                             process_share, suffix_sum)
 from algorithms.loss import compute_loss, kl_estimate
 
 KL_DIRECTIONS = ("reverse", "forward")
@@ -118,12 +118,7 @@ def compute_frpo_advantages(rollout: Rollout, cfg: FRPOConfig) -> torch.Tensor:
 @torch.no_grad()
 def frpo_diagnostics(rollout: Rollout, cfg: FRPOConfig) -> dict[str, float]:
     """``process_share``: mean |future-KL part| / mean |outcome part| over response tokens (as PRL's)."""
-    outcome, future = frpo_terms(rollout, cfg)
-    valid = rollout.response_mask > 0  # [B, T]
-    if not valid.any():
-        return {"process_share": 0.0}
-    out_abs, fut_abs = outcome.expand_as(future)[valid].abs().mean(), future[valid].abs().mean()
-    return {"process_share": (fut_abs / out_abs).item() if out_abs > 0 else float("inf") if fut_abs > 0 else 0.0}
+    return process_share(*frpo_terms(rollout, cfg), rollout.response_mask)
 
 
 ALGORITHMS.register("frpo", Algorithm(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, check, check_choice,
-                             group_normalized_scores, group_stats, suffix_sum)
+                             group_normalized_scores, group_stats, process_share, suffix_sum)
 from algorithms.loss import compute_loss
 
 PRL_MODES = ("orm", "prm")
@@ -149,13 +149,7 @@ def prl_diagnostics(rollout: Rollout, cfg: PRLConfig) -> dict[str, float]:
 
     Near 0 means the KL term (at this ``eta``) barely changes the advantage: PRL then trains like GRPO.
     """
-    outcome, process = prl_terms(rollout, cfg)
-    valid = rollout.response_mask > 0  # [B, T]
-    if not valid.any():
-        return {"process_share": 0.0}
-    out_abs = outcome.expand_as(process)[valid].abs().mean()
-    proc_abs = process[valid].abs().mean()
-    return {"process_share": (proc_abs / out_abs).item() if out_abs > 0 else float("inf") if proc_abs > 0 else 0.0}
+    return process_share(*prl_terms(rollout, cfg), rollout.response_mask)
 
 
 ALGORITHMS.register("prl", Algorithm(
