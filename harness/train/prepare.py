@@ -40,8 +40,9 @@ from harness.train.data import build_source
 log = logging.getLogger(__name__)
 
 # keys that may differ between an interrupted run and its resumption: they do not change what is trained or
-# evaluated (a different batch size only changes which random numbers are drawn from then on, e.g. after an OOM)
-RESUME_MAY_CHANGE = ("train.steps", "train.save_every", "train.keep_last", "log.", "eval.batch_size",
+# evaluated (a different batch size only changes which random numbers are drawn from then on, e.g. after an OOM);
+# "name": a run started without --name (config.yaml: null) is resumed with --name <its default name>
+RESUME_MAY_CHANGE = ("name", "train.steps", "train.save_every", "train.keep_last", "log.", "eval.batch_size",
                      "eval.cache_base", "eval.max_batch_tokens", "rollout.batch_size", "rollout.max_batch_tokens",
                      "rollout.static_cache", "rollout.hf_sampler",
                      "rollout.gpu_memory_utilization", "results_dir", "data.data_dir", "model.attn_implementation",

@@ -374,6 +374,19 @@ def test_resume_refuses_changed_settings(tmp_path, capsys):
     assert _tree(tmp_path) == before
 
 
+def test_resume_by_the_default_name_of_a_run_started_without_one(tmp_path, capsys):
+    from harness.config import build_config, dump_yaml
+
+    cfg = build_config({}, ["algo.name=grpo"])
+    run_dir = tmp_path / cfg.run_name
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))   # name: null
+    (run_dir / "run.json").write_text(json.dumps({"name": cfg.run_name, "status": "finished"}))
+    assert main(["run", "--resume", "--name", "grpo-arith-s0", "--algo", "grpo", "--results-dir", str(tmp_path)]) == 0
+    assert main(["run", "--resume", "--algo", "grpo", "--results-dir", str(tmp_path)]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
 def test_resume_of_finished_run_without_checkpoint(tmp_path, capsys):
     run_dir = _fake_run(tmp_path, "x", "train.steps=4")
     (run_dir / "run.json").write_text(json.dumps({"name": "x", "status": "finished"}))
