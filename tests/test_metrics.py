@@ -1,4 +1,5 @@
-"""Tests for harness.metrics: pass@k against exact fractions and METRICS.md's vectors, maj@n, summaries.
+"""Tests for harness.metrics: pass@k against exact fractions and METRICS.md's vectors, maj@n, summaries (the
+bootstrap pass@k itself: tests/report/test_bootstrap_pass.py).
 
     .venv/bin/python -m pytest tests/test_metrics.py -q
 """
@@ -86,6 +87,11 @@ def test_summarize_hand_computed():
     assert s["pass@k"]["2"] == pytest.approx((float(exact_pass_at_k(4, 1, 2)) + 0 + 1) / 3, abs=1e-12)
     assert s["pass@k"]["4"] == pytest.approx(2 / 3, abs=1e-12)
     assert s["maj@n"] == pytest.approx(1 / 3, abs=1e-12)   # a: "3" wins (wrong); b: no answer; c: right
+    boot = s["bootstrap_pass@n"]   # FRPO's bootstrap pass@n: expectation mean_i 1 - (1 - c_i/n)^n
+    assert (boot["k"], boot["n_boot"], boot["seed"]) == (4, 1000, 0)
+    assert boot["expected"] == pytest.approx((1 - 0.75 ** 4 + 0 + 1) / 3, abs=1e-12)
+    assert boot["expected"] < s["pass@k"]["4"]   # below the unbiased pass@n (= any of the n correct)
+    assert abs(boot["mean"] - boot["expected"]) < 0.02 and 0 < boot["std"] < 0.2
 
 
 def test_summarize_rejects_wrong_counts():

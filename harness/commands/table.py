@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m harness table results/my-sweep --baseline grpo --out results/my-sweep/report
       # writes table.md, table.tex, table.csv, pass_at_k.png, training.png (and sweep.png for a sweep)
   python -m harness table results/my-sweep --metric avg@n --metric pass@1,pass@n
+  python -m harness table results/frpo-sweep --metric bootstrap_pass@16   # FRPO Table 1: mean (std), n = 16
 
 A directory is a run if it holds run.json, else a sweep: its sub-directories (or runs/*) with run.json are used
 and unfinished ones skipped with a warning. Rows: base (eval_base/ of the first run), then one per run.json label
@@ -38,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--format", choices=FORMATS, default="md", help="format printed to stdout (default md)")
     p.add_argument("--out", default=None, help="also write table.md/.tex/.csv and the PNG plots into this directory")
     p.add_argument("--metric", action="append", default=None,
-                   help="column metrics, comma-separated or repeated: avg@n, pass@n, pass@K (default avg@n,pass@n)")
+                   help="column metrics, comma-separated or repeated: avg@n, pass@n, pass@K (unbiased pass@k), "
+                        "bootstrap_pass@n or bootstrap_pass@K with K = n (FRPO's bootstrap pass@k, printed as "
+                        "'mean (std)'; from summary.json's bootstrap_pass@n) (default avg@n,pass@n)")
     p.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples per comparison")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for Holm (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

@@ -3,7 +3,8 @@
 The protocol is PRL's (``eval/gen.py`` + ``eval/eval.py``, arXiv 2601.10201): the paper prompt (chat template when
 the tokenizer has one), n = 8 samples at temperature 1.0, graded by Math-Verify (:mod:`benchmarks.grading`); reported
 as avg@n, maj@n and the unbiased pass@k for every k in 1, 2, 4, ..., n (:mod:`harness.metrics`; PRL's pass@8, "any
-sample correct", is the same number at k = n).
+sample correct", is the same number at k = n), plus FRPO's bootstrap pass@k at k = n (``bootstrap_pass@n``: mean and
+std over 1,000 replicates; arXiv 2601.10201 v2, Table 1).
 
 Memory is bounded: a prompt longer than the context minus ``max_new_tokens`` is skipped or left-truncated
 (``eval.too_long``; listed in the summary), and problems are sampled in chunks of at most ``eval.batch_size`` prompts

@@ -1,7 +1,9 @@
 """Rendering a computed :class:`harness.report.tables.Table` as markdown, LaTeX or CSV.
 
-Cells are percentages with 1 decimal; differences are percentage points. The footnote says how cells were
-computed, what the dagger means and the table's notes.
+Cells are percentages with 1 decimal; differences are percentage points. A bootstrap_pass cell prints as
+"mean (std)", like FRPO's Table 1 (arXiv 2601.10201 v2): the bootstrap mean and the bootstrap std of the evaluation
+(with several seeds, the means over seeds of both). The footnote says how cells were computed, what the dagger means
+and the table's notes.
 
     python -m harness table results/mini-repro --format latex
 """
@@ -42,7 +44,10 @@ def _cell(t: Table, row: str, j: int, best: set, bold: str, pm: str, mark: str, 
     if c is None:
         return missing
     text = bold.format(_pct(c.mean)) if (row, j) in best else _pct(c.mean)
-    text += f"{pm}{_pct(c.std)}" if c.std is not None else ""
+    if c.boot_std is not None:
+        text += f" ({_pct(c.boot_std)})"
+    elif c.std is not None:
+        text += f"{pm}{_pct(c.std)}"
     return text + (mark if c.comparison and c.comparison.significant else "")
 
 
@@ -55,7 +60,19 @@ def _footnote(t: Table) -> str:
         text += (f" {DAGGER}: differs from `{t.baseline}` at alpha = {t.alpha:g} after Holm-Bonferroni over "
                  f"{len(t.comparisons)} comparisons (two-sided paired bootstrap over problems, {t.n_resamples:,} "
                  f"resamples, per-problem scores averaged over seeds; {AVG3} not tested).")
-    return " ".join([text] + [n[0].upper() + n[1:] + "." for n in t.notes])
+    return " ".join([text] + _boot_notes(t) + [n[0].upper() + n[1:] + "." for n in t.notes])
+
+
+def _boot_notes(t: Table) -> list[str]:
+    """The footnote's sentence on bootstrap_pass cells (none without such a column)."""
+    heads = sorted({c.header for c in t.columns if c.metric.startswith("bootstrap_pass@") and c.bench != AVG3})
+    if not heads:
+        return []
+    reps = "/".join(f"{b:,}" for b in t.n_boot)
+    return [f"{', '.join(heads)}: mean (std) of FRPO's bootstrap pass@k over {reps} replicates (each problem draws k "
+            "of its n samples with replacement; std over the replicates); with several seeds, the mean over seeds of "
+            "the bootstrap means (and of the bootstrap stds; the spread over seeds is the CSV's std); tested on the "
+            "per-problem expectation 1 - (1 - c/n)^k."]
 
 
 def _comparison_rows(t: Table) -> list[list[str]]:
@@ -119,11 +136,14 @@ def render_latex(t: Table) -> str:
 
 
 def render_csv(t: Table) -> str:
-    """One row per (row, bench, metric): fractions in [0, 1] with 6 decimals; comparison fields empty if none."""
+    """One row per (row, bench, metric): fractions in [0, 1] with 6 decimals; comparison fields empty if none;
+    ``std`` is over seeds; a last column ``boot_std`` (only in tables with a bootstrap_pass metric) holds the
+    mean bootstrap std of a bootstrap_pass cell (empty for the other cells)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    boot = any(c.boot_std is not None for c in t.cells.values())
     w.writerow(["row", "bench", "metric", "value", "std", "n_seeds", "diff", "ci_low", "ci_high", "p", "p_holm",
-                "significant"])
+                "significant"] + ["boot_std"] * boot)
     f6 = "{:.6f}".format
     for row in t.rows:
         for j, col in enumerate(t.columns):
@@ -133,7 +153,8 @@ def render_csv(t: Table) -> str:
             k = c.comparison
             cmp = [f6(k.diff), f6(k.low), f6(k.high), f6(k.p), f6(k.p_holm), str(k.significant).lower()] if k else [
                 ""] * 6
-            w.writerow([row, col.bench, col.header, f6(c.mean), "" if c.std is None else f6(c.std), c.n_seeds, *cmp])
+            w.writerow([row, col.bench, col.header, f6(c.mean), "" if c.std is None else f6(c.std), c.n_seeds, *cmp]
+                       + ["" if c.boot_std is None else f6(c.boot_std)] * boot)
     return buf.getvalue()
 
 

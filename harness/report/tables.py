@@ -6,10 +6,15 @@ first-seen order) avg@n and pass@n from each ``summary.json`` (the metrics are s
 when all three paper benchmarks are present (mean of the three, like PRL's ``eval/calc.py``). Cells are percentages:
 the mean over seeds, with the sample std over seeds when a row has several. Best value per column in bold.
 
+FRPO's bootstrap pass@k (``bootstrap_pass@n`` / ``bootstrap_pass@K`` with K = n; arXiv 2601.10201 v2, Table 1) is
+read from the summary's ``bootstrap_pass@n`` entry: a cell is the mean over seeds of the bootstrap means, with the
+mean over seeds of the bootstrap stds beside it (rendered "mean (std)" like the paper's Table 1).
+
 Significance (``harness.stats``): every non-baseline row is compared with the baseline row per benchmark and metric
 by a paired bootstrap over problems on per-problem scores read from ``samples.jsonl`` (avg: c_i/n; pass@k: unbiased
-pass@k_i; each problem averaged over seeds first); Holm-Bonferroni over all comparisons of the table; a dagger marks
-the cells significant at alpha = 0.05 after Holm. The 3-bench average is not tested. See ``results/README.md``.
+pass@k_i; bootstrap_pass@k: its expectation 1 - (1 - c_i/n)^k; each problem averaged over seeds first);
+Holm-Bonferroni over all comparisons of the table; a dagger marks the cells significant at alpha = 0.05 after Holm.
+The 3-bench average is not tested. See ``results/README.md``.
 
 Rows whose evaluations are byte-identical although their swept settings differ are named in the notes (a
 coefficient that changed nothing the evaluation could see). Loading lives in :mod:`harness.report.runs`, rendering
@@ -36,7 +41,15 @@ from harness.report.runs import (  # noqa: F401 (re-exported)
     load_runs,
     sort_key,
 )
-from harness.report.scores import combine_seeds, mean_std, paired_arrays, per_problem_scores
+from harness.report.scores import (
+    BOOT_PREFIX,
+    bootstrap_entry,
+    bootstrap_tolerance,
+    combine_seeds,
+    mean_std,
+    paired_arrays,
+    per_problem_scores,
+)
 from harness.stats import holm, paired_bootstrap
 
 AVG3 = "3-bench avg"
@@ -87,8 +100,8 @@ class Comparison:
 @dataclass(frozen=True)
 class Column:
     bench: str  # benchmark name or AVG3
-    metric: str  # spec: avg@n, pass@n, pass@K
-    header: str  # e.g. avg@8
+    metric: str  # spec: avg@n, pass@n, pass@K, bootstrap_pass@n, bootstrap_pass@K
+    header: str  # e.g. avg@8, bootstrap_pass@16
 
 
 @dataclass
@@ -97,6 +110,7 @@ class Cell:
     std: float | None
     n_seeds: int
     comparison: Comparison | None = None
+    boot_std: float | None = None  # bootstrap_pass cells: mean over seeds of the bootstrap stds
 
 
 @dataclass
@@ -112,15 +126,17 @@ class Table:
     alpha: float
     seeds: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    n_boot: list[int] = field(default_factory=list)  # bootstrap replicates of the bootstrap_pass cells' summaries
 
 
 def parse_metrics(specs: list[str]) -> list[str]:
-    """Validate metric specs: 'avg@n', 'pass@n' or 'pass@K' (K a positive integer)."""
+    """Validate metric specs: 'avg@n', 'pass@n', 'pass@K', 'bootstrap_pass@n' or 'bootstrap_pass@K' (K > 0)."""
     out = []
     for s in specs:
-        k = s[len("pass@"):] if s.startswith("pass@") else None
-        if s != "avg@n" and not (k == "n" or (k and k.isdigit() and int(k) > 0)):
-            raise HarnessError(f"--metric must be avg@n, pass@n or pass@K with K a positive integer (got {s!r})")
+        head, _, k = s.partition("@")
+        if s != "avg@n" and not (head in ("pass", "bootstrap_pass") and (k == "n" or (k.isdigit() and int(k) > 0))):
+            raise HarnessError("--metric must be avg@n, pass@n, pass@K, bootstrap_pass@n or bootstrap_pass@K with K a "
+                               f"positive integer (got {s!r})")
         if s not in out:
             out.append(s)
     return out
@@ -130,6 +146,9 @@ def metric_value(ev: Eval, metric: str) -> tuple[str, float, str]:
     """(column header, summary value, per_problem_scores metric) of one metric spec on one evaluation."""
     if metric == "avg@n":
         return f"avg@{ev.n}", float(ev.summary["avg@n"]), "avg"
+    if metric.startswith(BOOT_PREFIX):
+        entry = bootstrap_entry(ev.summary, ev.n, metric, ev.path)
+        return f"{BOOT_PREFIX}{entry['k']}", float(entry["mean"]), f"{BOOT_PREFIX}{entry['k']}"
     k = ev.n if metric == "pass@n" else int(metric[5:])
     table = ev.summary["pass@k"]
     if str(k) not in table:
@@ -138,13 +157,27 @@ def metric_value(ev: Eval, metric: str) -> tuple[str, float, str]:
 
 
 def _scores(ev: Eval, metric: str) -> dict[str, float]:
-    """Per-problem scores, checked against the summary value (so a stale or garbled summary is caught)."""
+    """Per-problem scores, checked against the summary value (so a stale or garbled summary is caught).
+
+    A bootstrap_pass mean is random: it is checked within the bootstrap's noise (:func:`bootstrap_tolerance`).
+    """
     _, value, spec = metric_value(ev, metric)
     scores = per_problem_scores(ev.samples, spec, ev.n)
     recomputed = sum(scores.values()) / len(scores)
-    if abs(recomputed - value) > 1e-6:
-        raise HarnessError(f"{ev.path}: summary {metric}={value:.6f} but samples.jsonl gives {recomputed:.6f}")
+    tolerance = 1e-6
+    if spec.startswith(BOOT_PREFIX):
+        tolerance = bootstrap_tolerance(bootstrap_entry(ev.summary, ev.n, metric, ev.path), scores, ev.path)
+    if abs(recomputed - value) > tolerance:
+        raise HarnessError(f"{ev.path}: summary {metric}={value:.6f} but samples.jsonl gives {recomputed:.6f}"
+                           + (f" (allowed bootstrap noise {tolerance:.6f})" if tolerance > 1e-6 else ""))
     return scores
+
+
+def _boot_std(evs: list[Eval], metric: str) -> float | None:
+    """Mean over seeds of the bootstrap stds (None for the other metrics)."""
+    if not metric.startswith(BOOT_PREFIX):
+        return None
+    return sum(float(bootstrap_entry(ev.summary, ev.n, metric, ev.path)["std"]) for ev in evs) / len(evs)
 
 
 def build_table(runs: list[Run], *, baseline: str | None = None, metrics: list[str] | None = None,
@@ -183,7 +216,8 @@ def build_table(runs: list[Run], *, baseline: str | None = None, metrics: list[s
             for row in rows:
                 if b in evals[row]:
                     per_seed[(row, b, m)] = [metric_value(ev, m)[1] for ev in evals[row][b]]
-                    cells[(row, len(columns) - 1)] = Cell(*mean_std(per_seed[(row, b, m)]), len(evals[row][b]))
+                    cells[(row, len(columns) - 1)] = Cell(*mean_std(per_seed[(row, b, m)]), len(evals[row][b]),
+                                                          boot_std=_boot_std(evals[row][b], m))
     if all(b in benches for b in PAPER_BENCHES):
         _add_avg3(metrics, rows, columns, cells, per_seed)
     comparisons = _compare(rows, columns, cells, evals, baseline, n_resamples, seed)
@@ -192,7 +226,14 @@ def build_table(runs: list[Run], *, baseline: str | None = None, metrics: list[s
         c.p_holm, c.significant = p_adj, rej
     notes = [f"dropped {b} (not evaluated by every run)" for b in dropped] + identical_rows(groups, benches)
     seeds = {row: len(next(iter(evals[row].values()))) for row in rows}
-    return Table(rows, columns, cells, baseline, comparisons, n_resamples, alpha, seeds, notes)
+    return Table(rows, columns, cells, baseline, comparisons, n_resamples, alpha, seeds, notes,
+                 _n_boot(evals, benches, metrics))
+
+
+def _n_boot(evals: dict[str, dict[str, list[Eval]]], benches: list[str], metrics: list[str]) -> list[int]:
+    """The distinct replicate counts behind the table's bootstrap_pass cells."""
+    return sorted({int(bootstrap_entry(ev.summary, ev.n, m, ev.path)["n_boot"]) for m in metrics
+                   if m.startswith(BOOT_PREFIX) for row in evals.values() for b in benches for ev in row.get(b, [])})
 
 
 def _add_avg3(metrics, rows, columns: list[Column], cells: dict, per_seed: dict) -> None:

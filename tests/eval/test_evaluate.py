@@ -22,8 +22,8 @@ from harness.results import read_jsonl
 SAMPLE_KEYS = {"problem_id", "sample_index", "prompt", "gold", "response", "extracted", "correct", "num_tokens",
                "finish_reason"}
 SUMMARY_KEYS = {"schema_version", "bench", "model", "n", "num_problems", "num_samples", "avg@n", "pass@k",
-                "maj@n", "problem_ids_sha256", "skipped_too_long", "truncated_too_long", "settings", "grader",
-                "versions", "time_s"}
+                "maj@n", "bootstrap_pass@n", "problem_ids_sha256", "skipped_too_long", "truncated_too_long",
+                "settings", "grader", "versions", "time_s"}
 
 
 class ScriptedEngine(RolloutEngine):
