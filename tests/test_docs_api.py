@@ -23,7 +23,8 @@ def test_api_names_exist():
 
     text = DOC.read_text(encoding="utf-8")
     for module, names in ((algorithms, ("compute_advantages", "kl_estimate", "aggregate_loss")),
-                          (harness.metrics, ("pass_at_k", "ks_for", "majority_vote", "summarize")),
+                          (harness.metrics, ("pass_at_k", "ks_for", "majority_vote", "summarize", "bootstrap_pass_at_k",
+                                             "expected_bootstrap_pass")),
                           (harness.stats, ("paired_bootstrap", "permutation_test", "mcnemar", "holm"))):
         for name in names:
             assert callable(getattr(module, name)) and f"| `{name}` |" in text, name
