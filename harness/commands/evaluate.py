@@ -51,15 +51,17 @@ SECTIONS = ("model.", "data.bench", "data.data_dir", "rollout.", "eval.")   # wh
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    E = EvalConfig  # the defaults the help shows are the config's own
     p = subparsers.add_parser("eval", help="evaluate a model on benchmarks (avg@n, pass@k, maj@n)",
                               description=__doc__.splitlines()[0], epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help="a built-in model (tiny, smollm2-135m), a local model directory, or a hub id")
     p.add_argument("--bench", default="all", help="'all', a benchmark name or a comma list (default all)")
-    p.add_argument("--n", type=int, help="samples per problem (eval.n; default 8, the paper's)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (eval.temperature; default 1.0; 0 = greedy)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling (eval.top_p; default 1.0)")
+    p.add_argument("--n", type=int, help=f"samples per problem (eval.n; default {E.n}, the paper's)")
+    p.add_argument("--temperature", type=float,
+                   help=f"sampling temperature (eval.temperature; default {E.temperature}; 0 = greedy)")
+    p.add_argument("--top-p", type=float, help=f"nucleus sampling (eval.top_p; default {E.top_p})")
     p.add_argument("--max-new-tokens", type=int,
                    help=f"response length limit (default {PAPER_MAX_NEW_TOKENS}; {TINY_MAX_NEW_TOKENS} for tiny)")
     p.add_argument("--limit", type=int, help="only the first N problems of each benchmark (eval.limit)")
@@ -70,9 +72,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--hf-sampler", choices=["kv", "generate"],
                    help="hf engine sampler: kv (KV-cache loop, default) or generate (model.generate)")
     p.add_argument("--seed", type=int, help="sampling seed (default 0)")
-    p.add_argument("--batch-size", type=int, help="most prompts per generation chunk (eval.batch_size; default 64)")
+    p.add_argument("--batch-size", type=int,
+                   help=f"most prompts per generation chunk (eval.batch_size; default {E.batch_size})")
     p.add_argument("--max-batch-tokens", type=int,
-                   help="prompts x n x (longest prompt + max new tokens) per chunk: bounds memory (default 32768)")
+                   help="prompts x n x (longest prompt + max new tokens) per chunk: bounds memory "
+                        f"(eval.max_batch_tokens; default {E.max_batch_tokens})")
     p.add_argument("--too-long", choices=["skip", "truncate"],
                    help="prompts longer than the context minus max new tokens: skip (default; counted as "
                         "skipped_too_long in summary.json) or truncate (keep their last tokens)")
