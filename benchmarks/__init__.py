@@ -1,5 +1,5 @@
-"""Benchmark registry: MATH500, Minerva Math, OlympiadBench (PRL's ``--bench all``), AIME24, AMC23,
-GSM8K and the built-in synthetic ``arith`` (tiny model) and ``arith_word`` (real models), each a
+"""Benchmark registry: MATH500, Minerva Math, OlympiadBench (PRL's ``--bench all``), AIME24, AIME25,
+AMC23, GSM8K and the built-in synthetic ``arith`` (tiny model) and ``arith_word`` (real models), each a
 :class:`BenchmarkSpec` registered by name.
 
     python -c "from benchmarks import resolve_benchmarks; print(resolve_benchmarks('all'))"

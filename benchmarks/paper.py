@@ -1,17 +1,20 @@
-"""The six math test sets of the RL-for-reasoning literature, as :class:`BenchmarkSpec` declarations.
+"""The math test sets of the RL-for-reasoning literature, as :class:`BenchmarkSpec` declarations.
 
-MATH500, Minerva Math and OlympiadBench are PRL's main benchmarks (``--bench all``); AIME24, AMC23 and
-GSM8K are extras. Files, counts and gold-answer rules follow the Qwen2.5-Math / simpleRL-reason
-``parse_ground_truth`` rules (``evaluation/parser.py``), except that MATH500 reads the ``answer`` field, which PRL
-also uses and which equals the last ``\\boxed{}`` of the solution up to formatting.
+MATH500, Minerva Math and OlympiadBench are PRL's main benchmarks (``--bench all``); AIME24, AIME25 (FRPO,
+arXiv 2601.10201 v2, Table 1), AMC23 and GSM8K are extras. Files, counts and gold-answer rules follow the
+Qwen2.5-Math / simpleRL-reason ``parse_ground_truth`` rules (``evaluation/parser.py``), except that MATH500 reads
+the ``answer`` field, which PRL also uses and which equals the last ``\\boxed{}`` of the solution up to formatting.
 
     python -c "from benchmarks.paper import last_boxed_of; print(last_boxed_of(r'so \\boxed{\\frac{1}{2}}'))"
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from typing import Callable
 
+from benchmarks import loader
 from benchmarks.answer_forms import last_boxed
 from benchmarks.grading import GradingOptions
 from benchmarks.spec import BenchmarkSpec, Problem, RowError, require
@@ -58,6 +61,36 @@ def _aime(row: dict) -> Problem:
                    meta={"url": row.get("url")})
 
 
+def repair_form_feeds(text: str) -> str:
+    """``"\\x0crac{m}{n}"`` -> ``"\\\\frac{m}{n}"``: a LaTeX ``\\f...`` command written unescaped into JSON reads
+    back as a form feed (the ``\\f`` escape) and the command's rest (aime25 rows 18 and 27:
+    ../shared/benchmarks/SOURCES.md). A form feed has no place in a problem statement, so every one becomes ``\\f``."""
+    return text.replace("\x0c", "\\f")
+
+
+def _aime25(row: dict) -> Problem:
+    """No id field: a content hash here (the duplicate check), the position once loaded (:class:`PositionalSpec`)."""
+    problem = repair_form_feeds(row["problem"])
+    return Problem(id=hashlib.sha256(problem.encode()).hexdigest()[:12], problem=problem,
+                   answer=number_to_str(row["answer"]), meta={})
+
+
+def aime25_id(index: int) -> str:
+    """Row 0-14: AIME 2025 I problems 1-15 (``2025-I-1``), rows 15-29: AIME 2025 II (``2025-II-1`` ...)."""
+    return f"2025-{'I' if index < 15 else 'II'}-{index % 15 + 1}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionalSpec(BenchmarkSpec):
+    """A benchmark whose rows carry no id: problem ``i`` of the file (or hub split) gets the id ``id_of(i)``."""
+
+    id_of: Callable[[int], str] = str
+
+    def load(self, data_dir: str | None = None, limit: int | None = None) -> list[Problem]:
+        problems = loader.load_problems(self, data_dir, limit)
+        return [dataclasses.replace(p, id=self.id_of(i)) for i, p in enumerate(problems)]
+
+
 def _gsm8k(row: dict) -> Problem:
     solution = require(row, "answer")
     if "####" not in solution:
@@ -95,6 +128,13 @@ AIME24 = BenchmarkSpec(
     fields={"id": INT, "problem": STR, "answer": (str, int, float)}, to_problem=_aime, n_expected=30,
     citation="AIME 2024 I and II (Art of Problem Solving wiki)", notes="gold = `answer`")
 
+AIME25 = PositionalSpec(
+    name="aime25", hub_id="math-ai/aime25", hub_config=None, hub_split="test",
+    fields={"problem": STR, "answer": (str, int, float)}, to_problem=_aime25, n_expected=30, id_of=aime25_id,
+    citation="AIME 2025 I and II (Art of Problem Solving wiki); file of Zhuofeng-Li/math-evaluation-harness",
+    notes="gold = `answer`; no id field: ids from the row index, 2025-I-1..15 then 2025-II-1..15 (the hub copy "
+          "is assumed in the same order); a form feed (JSON \\f escape of \\frac, rows 18 and 27) is read as \\f")
+
 AMC23 = BenchmarkSpec(
     name="amc23", hub_id="math-ai/amc23", hub_config=None, hub_split="test",
     fields={"id": INT, "problem": STR, "answer": (int, float, str)}, to_problem=_aime, n_expected=40,
@@ -108,4 +148,4 @@ GSM8K = BenchmarkSpec(
     notes="gold = text after '####', commas removed; id = idx (a hash of the question when absent); "
           "no stated answer: the last number of a finished response")
 
-PAPER_BENCHMARKS = (MATH500, MINERVA_MATH, OLYMPIADBENCH, AIME24, AMC23, GSM8K)
+PAPER_BENCHMARKS = (MATH500, MINERVA_MATH, OLYMPIADBENCH, AIME24, AIME25, AMC23, GSM8K)

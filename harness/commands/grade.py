@@ -21,7 +21,7 @@ from common.jsonl import read_jsonl_strict
 
 EPILOG = """example input line:
   {"bench": "math500", "answer": "\\\\frac{1}{2}", "response": "... so the answer is $\\\\boxed{0.5}$."}
-benches: math500, minerva_math, olympiadbench, aime24, amc23, gsm8k, arith (see `harness ls`)."""
+benches: math500, minerva_math, olympiadbench, aime24, aime25, amc23, gsm8k, arith (see `harness ls`)."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

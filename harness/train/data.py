@@ -9,7 +9,9 @@ Every :class:`TrainProblem` names the benchmark (``bench``) whose prompt and gra
 :class:`benchmarks.BenchmarkSpec` prompt and :class:`benchmarks.grading.Grader` options evaluation uses.
 The sources are registry entries (``TRAIN_SOURCES``): ``arith`` (the built-in stream, graded as
 ``arith``), ``arith_word`` (its story-problem form for real instruct models) and ``file`` (a local file or hub
-dataset of math problems, graded as ``math500``). Adding a training set is one class (``from_config`` and
+dataset of math problems, graded as ``math500``; ``data.problem_field`` / ``data.answer_field`` may be dotted paths
+into nested objects, a chat list yields its user turn, and DAPO-Math-17k's instruction wrapper is removed:
+:func:`problem_text`). Adding a training set is one class (``from_config`` and
 ``batch``) here or in a new module, registered under its name; ``--train-data NAME`` then selects it.
 
     python -c "from harness.train.data import ArithSource; print(ArithSource(0, 2).batch(0))"
@@ -146,6 +148,22 @@ class FileSource:
 
 
 def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -> list[tuple[str, str]]:
+    ds = _load_dataset(source, split)
+    problems = [problem_text(v) for v in _field_values(ds, source, problem_field)]
+    rows = []
+    for i, (p, a) in enumerate(zip(problems, _field_values(ds, source, answer_field))):
+        if isinstance(a, list):
+            a = a[0] if a else ""
+        if not isinstance(p, str) or not p.strip() or a is None or not str(a).strip():
+            raise HarnessError(f"train data {source!r}: row {i + 1} has an empty problem or answer")
+        rows.append((p, str(a).strip()))
+    if not rows:
+        raise HarnessError(f"train data {source!r} is empty")
+    return rows
+
+
+def _load_dataset(source: str, split: str):
+    """A local .jsonl/.json/.parquet file, else a hub dataset's ``split`` (``datasets.load_dataset``)."""
     import datasets
     from datasets.utils import logging as ds_logging
 
@@ -160,11 +178,10 @@ def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -
             if suffix in (".jsonl", ".json"):
                 _check_jsonl(path)
             kind = "parquet" if suffix == ".parquet" else "json"
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-        elif source.startswith((".", "/", "~")) or suffix in (".jsonl", ".json", ".parquet"):
+            return datasets.load_dataset(kind, data_files=str(path), split="train")
+        if source.startswith((".", "/", "~")) or suffix in (".jsonl", ".json", ".parquet"):
             raise HarnessError(f"train data file {source!r} does not exist")
-        else:
-            ds = datasets.load_dataset(source, split=split)
+        return datasets.load_dataset(source, split=split)
     except HarnessError:
         raise
     except Exception as err:  # datasets raises many types (network, format)
@@ -172,20 +189,45 @@ def _load_rows(source: str, split: str, problem_field: str, answer_field: str) -
     finally:
         if bars_were_on:
             ds_logging.enable_progress_bar()
-    for f in (problem_field, answer_field):
-        if f not in ds.column_names:
-            raise HarnessError(f"train data {source!r} has no field {f!r} (fields: "
-                               f"{', '.join(ds.column_names)}); set data.problem_field / data.answer_field")
-    rows = []
-    for i, (p, a) in enumerate(zip(ds[problem_field], ds[answer_field])):
-        if isinstance(a, list):
-            a = a[0] if a else ""
-        if not isinstance(p, str) or not p.strip() or a is None or not str(a).strip():
-            raise HarnessError(f"train data {source!r}: row {i + 1} has an empty problem or answer")
-        rows.append((p, str(a).strip()))
-    if not rows:
-        raise HarnessError(f"train data {source!r} is empty")
-    return rows
+
+
+def _field_values(ds, source: str, field: str) -> list:
+    """Every row's value of ``field``: a column, or a dotted path into nested objects (``reward_model.ground_truth``,
+    verl's layout: ``{"reward_model": {"ground_truth": "34", ...}}``)."""
+    if field in ds.column_names:
+        return list(ds[field])
+    top, *inner = field.split(".")
+    if top not in ds.column_names:
+        raise HarnessError(f"train data {source!r} has no field {top!r} (fields: {', '.join(ds.column_names)}); "
+                           "set data.problem_field / data.answer_field (a dotted path reads inside an object)")
+    values = list(ds[top])
+    for depth, key in enumerate(inner):
+        for i, v in enumerate(values):
+            if not isinstance(v, dict) or key not in v:
+                keys = ", ".join(map(str, v)) if isinstance(v, dict) else f"a {type(v).__name__}"
+                raise HarnessError(f"train data {source!r}: row {i + 1} has no field "
+                                   f"{'.'.join([top, *inner[:depth + 1]])!r} (found: {keys})")
+        values = [v[key] for v in values]
+    return values
+
+
+# DAPO-Math-17k's instruction around each problem (BytedTsinghua-SIA/DAPO-Math-17k, every row's user turn)
+DAPO_PREFIX = ("Solve the following math problem step by step. The last line of your response should be of the form "
+               "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n")
+DAPO_SUFFIX = '\n\nRemember to put your answer on its own line after "Answer:".'
+
+
+def problem_text(value):
+    """The problem of a training row: a chat list (``[{"role": "user", "content": ...}]``) gives its last user turn's
+    content; a text wrapped in exactly DAPO-Math-17k's instruction (:data:`DAPO_PREFIX` ... :data:`DAPO_SUFFIX`) gives
+    the problem inside (the training prompt is the benchmark's, which asks for a ``\\boxed{}`` answer as FRPO v2
+    App. G.1's does). Anything else is returned unchanged (the caller rejects what is not a non-empty string)."""
+    if isinstance(value, list):
+        users = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        value = users[-1] if users else None
+    if isinstance(value, str) and value.startswith(DAPO_PREFIX) and value.endswith(DAPO_SUFFIX):
+        return value[len(DAPO_PREFIX):len(value) - len(DAPO_SUFFIX)]
+    return value
 
 
 def _check_jsonl(path: Path) -> None:

@@ -19,7 +19,7 @@ from common.errors import HarnessError
 DATA = Path(os.environ.get(DATA_ENV) or Path(__file__).resolve().parents[3] / "shared" / "benchmarks")
 needs_data = pytest.mark.skipif(not (DATA / "math500" / "test.jsonl").is_file(),
                                 reason=f"benchmark data not found under {DATA}")
-COUNTS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40,
+COUNTS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "aime25": 30, "amc23": 40,
           "gsm8k": 1319}
 
 
@@ -34,7 +34,7 @@ def _no_env(monkeypatch):
 # --------------------------------------------------------------------------- registry
 
 def test_registration_order_and_all():
-    assert BENCHMARKS.names() == ("math500", "minerva_math", "olympiadbench", "aime24", "amc23",
+    assert BENCHMARKS.names() == ("math500", "minerva_math", "olympiadbench", "aime24", "aime25", "amc23",
                                   "gsm8k", "arith", "arith_word")
     assert resolve_benchmarks("all") == ("math500", "minerva_math", "olympiadbench")
     assert resolve_benchmarks("gsm8k, math500,gsm8k") == ("gsm8k", "math500")
@@ -77,6 +77,7 @@ def test_row_mapping_examples(monkeypatch):
     assert (first["olympiadbench"].id, first["olympiadbench"].answer) == ("1606", "2")
     assert first["olympiadbench"].meta["is_multiple_answer"] is False
     assert first["aime24"].answer == "204" and first["amc23"].answer == "27"
+    assert (first["aime25"].id, first["aime25"].answer) == ("2025-I-1", "70")
     assert first["gsm8k"].answer == "18"
     minerva = get_benchmark("minerva_math").load(str(DATA))
     assert sum("e" in p.answer and p.answer.replace(".", "").replace("e", "").replace("-", "").isdigit()
@@ -84,6 +85,46 @@ def test_row_mapping_examples(monkeypatch):
     olymp = get_benchmark("olympiadbench").load(str(DATA))
     assert sum(p.meta["is_multiple_answer"] for p in olymp) == 94
     assert not any(p.answer.startswith("$") or p.answer.endswith("$") for p in olymp)
+
+
+@needs_data
+def test_aime25_ids_answers_and_the_form_feed_repair():
+    """../shared/benchmarks/SOURCES.md: no id field (I 1-15, then II 1-15), digit-string answers, and a JSON ``\\f``
+    escape that turned ``\\frac`` into a form feed + ``rac`` in rows 18 and 27 (repaired on loading)."""
+    rows = [json.loads(line) for line in (DATA / "aime25" / "test.jsonl").read_text().splitlines()]
+    assert [i for i, r in enumerate(rows) if "\x0c" in r["problem"]] == [18, 27]   # the file itself is unmodified
+    problems = get_benchmark("aime25").load(str(DATA))
+    assert [p.id for p in problems] == [f"2025-{c}-{k}" for c in ("I", "II") for k in range(1, 16)]
+    assert [p.answer for p in problems] == [r["answer"] for r in rows] and all(p.answer.isdigit() for p in problems)
+    for i in (18, 27):
+        assert "\\frac" in problems[i].problem and "\x0c" not in problems[i].problem
+        assert problems[i].problem == rows[i]["problem"].replace("\x0crac", "\\frac")
+    assert not any("\x0c" in p.problem for p in problems)
+    assert get_benchmark("aime25").load(str(DATA), limit=2) == problems[:2]
+
+
+def test_aime25_hub_rows_and_a_small_file(tmp_path, monkeypatch):
+    import datasets
+    rows = [{"problem": f"Is \x0crac{{{i}}}{{2}} an integer?", "answer": i, "id": 100 + i} for i in range(30)]
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: rows)   # math-ai/aime25: answers may be numbers
+    hub = get_benchmark("aime25").load()
+    assert get_benchmark("aime25").source() == "hub:math-ai/aime25"
+    assert (hub[29].id, hub[29].answer, hub[29].problem) == ("2025-II-15", "29", "Is \\frac{29}{2} an integer?")
+    _write(tmp_path, "aime25", _jsonl([{"problem": "Same?", "answer": "1"}] * 30))
+    with pytest.raises(HarnessError, match=r"aime25/test.jsonl:2: duplicate id"):
+        get_benchmark("aime25").load(str(tmp_path))
+
+
+@pytest.mark.slow
+@needs_data
+def test_eval_runs_on_aime25(tmp_path):
+    from tests.conftest import run_cli
+
+    res = run_cli(["eval", "--model", "tiny", "--bench", "aime25", "--limit", "2", "--n", "1", "--results-dir",
+                   str(tmp_path), "--name", "aime25", "--data-dir", str(DATA), "--quiet"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    samples = [json.loads(line) for line in (tmp_path / "aime25" / "eval" / "aime25" / "samples.jsonl").open()]
+    assert [s["problem_id"] for s in samples] == ["2025-I-1", "2025-I-2"]
 
 
 def test_arith_builtin():
