@@ -129,34 +129,38 @@ def group_stats(scores: torch.Tensor, group_ids: torch.Tensor):
     return mean[inv], std[inv], size[inv]
 
 
-def group_mean_std(scores: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group mean and unbiased std per row with the singleton rule (module docstring): 0 and 1 for a group of one.
+def group_mean_std(scores: torch.Tensor, group_ids: torch.Tensor, *,
+                   population: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group mean and std per row with the singleton rule (module docstring): 0 and 1 for a group of one.
 
     Args:
         scores: ``[B]`` float. group_ids: ``[B]`` long.
+        population: the 1/G std (FRPO v2 eq. 3.2) instead of the unbiased N-1 one (verl, ``torch.std``).
 
     Returns:
         ``(mean [B], std [B])``.
     """
     mean, std, size = group_stats(scores, group_ids)  # [B] each
+    if population:
+        std = std * ((size - 1) / size).sqrt()
     single = size == 1
     return torch.where(single, torch.zeros_like(mean), mean), torch.where(single, torch.ones_like(std), std)
 
 
 @torch.no_grad()
 def group_normalized_scores(rewards: torch.Tensor, group_ids: torch.Tensor, *, scale_by_std: bool = True,
-                            eps: float = 1e-6) -> torch.Tensor:
+                            eps: float = 1e-6, population: bool = False) -> torch.Tensor:
     """GRPO outcome score per response (verl ``compute_grpo_outcome_advantage`` before broadcasting).
 
     Args:
         rewards: ``[B]`` outcome rewards. group_ids: ``[B]`` prompt ids.
-        scale_by_std: divide by ``std + eps``. eps: std offset.
+        scale_by_std: divide by ``std + eps``. eps: std offset. population: the 1/G std (else N-1).
 
     Returns:
         ``[B]`` float64 scores (singleton rule: module docstring).
     """
     r = rewards.detach().double()  # [B]
-    mean, std = group_mean_std(r, group_ids)  # [B] each; singleton: 0, 1
+    mean, std = group_mean_std(r, group_ids, population=population)  # [B] each; singleton: 0, 1
     return (r - mean) / (std + eps) if scale_by_std else r - mean
 
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, check, check_choice, group_stats,
-                             process_share, suffix_sum)
+from algorithms.core import (ALGORITHMS, Algorithm, LossConfig, Rollout, adv_dtype, check, check_choice,
+                             group_normalized_scores, process_share, suffix_sum)
 from algorithms.loss import compute_loss, kl_estimate
 
 KL_DIRECTIONS = ("reverse", "forward")
@@ -78,17 +78,6 @@ def per_token_kl(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str, dir
     return kl_estimate(logp, logp_ref, estimator) if direction == "reverse" else kl_estimate(logp_ref, logp, estimator)
 
 
-def group_outcome(rewards: torch.Tensor, group_ids: torch.Tensor, std: str, eps: float) -> torch.Tensor:
-    """``(r - mean_g r) / (std_g r + eps)`` per response ``[B]`` (float64), with the population or unbiased std;
-    a group of one response has mean 0 and std 1."""
-    r = rewards.detach().double()  # [B]
-    mean, unbiased, size = group_stats(r, group_ids)  # [B] each
-    sd = unbiased if std == "unbiased" else unbiased * ((size - 1) / size).sqrt()  # [B]
-    single = size == 1
-    mean, sd = torch.where(single, torch.zeros_like(mean), mean), torch.where(single, torch.ones_like(sd), sd)
-    return (r - mean) / (sd + eps)
-
-
 @torch.no_grad()
 def frpo_terms(rollout: Rollout, cfg: FRPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``(outcome [B, 1], future [B, T])``, float64, with ``A = (outcome - future) * mask``; ``future`` is
@@ -104,7 +93,8 @@ def frpo_terms(rollout: Rollout, cfg: FRPOConfig) -> tuple[torch.Tensor, torch.T
         S, count = S - est, count - mask
     if cfg.k3_baseline == "batch":
         S = S - count * (est.sum() / mask.sum().clamp(min=1))
-    outcome = group_outcome(rollout.rewards, rollout.group_ids, cfg.std, cfg.eps)  # [B]
+    outcome = group_normalized_scores(rollout.rewards, rollout.group_ids, eps=cfg.eps,
+                                      population=cfg.std == "population")  # [B]
     return outcome[:, None], cfg.beta * S * mask
 
 
