@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     graded = [dict(r, correct=res.correct, extracted=res.extracted) for r, res in zip(rows, results)]
     if args.output:
         atomic_write_text(args.output, "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in graded))
+        print(f"graded responses (with correct, extracted): {args.output}")
+    else:
+        print("graded in memory only (--output FILE keeps each verdict and extracted answer)")
     total, right = Counter(g["bench"] for g in graded), Counter(g["bench"] for g in graded if g["correct"])
     if len(total) > 1:
         for bench in total:
