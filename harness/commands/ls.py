@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
+
+from harness.commands.run import source_fields
 
 
 def add_parser(sub) -> None:
@@ -37,10 +37,8 @@ def field_comments(cls) -> dict[str, str]:
     """Each dataclass field's ``# comment`` in its source (the most derived class's, for a redefined field)."""
     out: dict[str, str] = {}
     for klass in cls.__mro__:
-        if not dataclasses.is_dataclass(klass):
-            continue
-        for line in inspect.getsource(klass).splitlines():
-            m = re.match(r"\s+(\w+): [^=]+= .+?\s+#\s*(.+)$", line)
-            if m:
-                out.setdefault(m.group(1), m.group(2))
+        if dataclasses.is_dataclass(klass):
+            for name, _, comment in source_fields(klass):
+                if comment:
+                    out.setdefault(name, comment)
     return out

@@ -148,17 +148,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def source_fields(cls) -> list[tuple[str, str, str]]:
+    """``(name, default as written, # comment)`` of each field line in a dataclass's own source: the help texts."""
+    out = []
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
+        if m:
+            out.append((m.group(1), m.group(2), m.group(3) or ""))
+    return out
+
+
 def config_help() -> str:
     """Every config key with its default and comment, read from :mod:`harness.config`'s source."""
     lines = []
     for section, cls in [("", RunConfig), ("model", ModelConfig), ("data", DataConfig),
                          ("rollout", RolloutConfig), ("train", TrainConfig), ("eval", EvalConfig),
                          ("trainer", TrainerConfig), ("log", LogConfig)]:
-        for line in inspect.getsource(cls).splitlines():
-            m = re.match(r"\s+(\w+): [^=]+= (.+?)\s*(?:#\s*(.*))?$", line)
-            default = "{}" if m and m.group(2) == "field(default_factory=dict)" else m and m.group(2)
-            if m and not default.startswith("field("):
-                key = f"{section}.{m.group(1)}" if section else m.group(1)
-                lines.append(f"  {key:32s} {default:12s} {m.group(3) or ''}")
+        for name, default, comment in source_fields(cls):
+            default = "{}" if default == "field(default_factory=dict)" else default
+            if not default.startswith("field("):
+                key = f"{section}.{name}" if section else name
+                lines.append(f"  {key:32s} {default:12s} {comment}")
     lines.append("  algo.<field>                     see `python -m harness ls --algo NAME`")
     return "\n".join(lines)
