@@ -88,6 +88,32 @@ def test_write_plots_png_pdf_and_raw_csv(tmp_path):
     assert float(sweep[0]["min_pct"]) <= float(sweep[0]["mean_pct"]) <= float(sweep[0]["max_pct"])
 
 
+def test_process_share_and_mismatch_panels_only_where_logged(tmp_path):
+    """process_share (PRL, FRPO) and the mismatch metrics get panels and training.csv columns; a run that does not log
+    them (GRPO) leaves its cells empty instead of drawing zeros."""
+    for algo in ("prl", "grpo"):
+        run = fx.write_run(tmp_path / "sw", f"{algo}_s0", algo=algo, label=algo, seed=0,
+                           counts={"math500": fx.draw_counts(0.3, 1)}, base_counts={"math500": fx.draw_counts(0.3, 7)},
+                           steps=4)
+        log = run / "train" / "metrics.jsonl"
+        rows = [json.loads(ln) for ln in log.read_text().splitlines()]
+        for i, r in enumerate(rows):
+            r.update(mismatch_kl=1e-4 * (i + 1), mismatch_logp_abs_max=0.01 * (i + 1))
+            if algo == "prl":
+                r["process_share"] = 0.05 * (i + 1)
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs, _ = load_runs([tmp_path / "sw"])
+    out = tmp_path / "out"
+    write_plots(runs, out)
+    with open(out / "training.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    prl = [r for r in rows if r["label"] == "prl"]
+    grpo = [r for r in rows if r["label"] == "grpo"]
+    assert [float(r["process_share"]) for r in prl] == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert [r["process_share"] for r in grpo] == [""] * 4
+    assert [float(r["mismatch_logp_abs_max"]) for r in grpo] == pytest.approx([0.01, 0.02, 0.03, 0.04])
+
+
 def test_a_metric_that_is_zero_everywhere_keeps_its_axis():
     from matplotlib.figure import Figure
 

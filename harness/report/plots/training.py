@@ -33,6 +33,8 @@ TRAIN_KEYS = {
     "entropy": ("policy entropy", "entropy (nats/token)"),
     "response_len": ("response length", "response length (tokens)"),
     "mismatch_kl": ("rollout/training mismatch", "KL(rollout || training), k3 (nats/token)"),
+    "mismatch_logp_abs_max": ("largest rollout/training gap", "max |log u| over tokens (nats)"),
+    "process_share": ("process share (PRL, FRPO)", "mean |process part| / mean |outcome part|"),
 }
 X_AXES = {
     "step": ("training.png", "RL step"),
