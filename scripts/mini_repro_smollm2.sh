@@ -1,26 +1,62 @@
 #!/usr/bin/env bash
-# Miniature reproduction on the real model (SmolLM2-135M-Instruct): PRL vs GRPO, RAFT++ and RLOO, and PRL's eta,
-# sized for a 2-core CPU machine (about 2 hours). The protocol is results/mini-repro-smollm2/protocol.yaml: the same for
-# every run. See results/mini-repro-smollm2/REPRODUCE.md.
+# Miniature reproduction on the real model (SmolLM2-135M-Instruct), second edition: GRPO, PRL (v1), FRPO (v2), RAFT++
+# and RLOO, and v2's KL placements, with the corrected update; plus the single GRPO run of results/smollm2-135m.
+# The protocol is results/mini-repro-smollm2/protocol.yaml, the same for every run; see the REPRODUCE.md there.
+#
+#   bash scripts/mini_repro_smollm2.sh          # both streams at once (one run each on a 2-core machine), then report
+#   bash scripts/mini_repro_smollm2.sh main     # one stream: the main grid (5 algorithms x 2 seeds)
+#   bash scripts/mini_repro_smollm2.sh kl       # the other: the GRPO run, then the KL placements (5 rows x 2 seeds)
+#   bash scripts/mini_repro_smollm2.sh report   # tables and plots only
+#   bash scripts/mini_repro_smollm2.sh prune    # delete checkpoints, job files and logs (ends resuming: last step)
+#
+# Rerunning resumes: a sweep skips its finished runs and an interrupted run continues from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two runs at once share a 2-core machine (vLLM samples on 1 thread)
-export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB of KV cache per run (the default share of RAM: ~3)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two runs at once share a 2-core machine (one thread each)
+export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB of KV cache per run (the default share of RAM: ~5)
 OUT=${OUT:-results/mini-repro-smollm2}
-COMMON=(--config results/mini-repro-smollm2/protocol.yaml --results-dir "$OUT" --launcher submitit-local --max-parallel 2
-        --no-report)   # the reports are the two tables below
-python -m harness sweep --name main --grid algo.name=prl,grpo,raftpp,rloo --seeds 0,1 "${COMMON[@]}"
-python -m harness sweep --name prl-eta --algo prl --grid algo.eta=10,1000 --seeds 0,1 "${COMMON[@]}"
-# tables (+ plots); the eta ablation includes the main sweep's PRL runs (eta = 100, the default)
-METRICS=(--metric avg@n,pass@2,pass@4,pass@8)   # pass@1 = avg@8 (unbiased, from the same 8 samples)
-python -m harness table "$OUT/main" --baseline grpo "${METRICS[@]}" --out "$OUT/report/main"
-python -m harness table "$OUT/main" "$OUT/prl-eta" --baseline prl "${METRICS[@]}" --out "$OUT/report/prl-eta"
-# supplementary: T = 1.0 (the paper's evaluation temperature) on arith_word, base model and seed-0 policies
-T1=(--bench arith_word --limit 32 --n 8 --temperature 1.0 --max-new-tokens 128 --engine vllm --seed 0 --quiet
-    --results-dir "$OUT/t1" --overwrite)
-python -m harness eval --model smollm2-135m --name base_s0 "${T1[@]}"
-for algo in grpo prl raftpp rloo; do
-  python -m harness eval --model "$OUT/main/runs/${algo}_s0/checkpoint/final" --name "${algo}_s0" "${T1[@]}"
-done
-# reports only: no checkpoints, job files, locks or job logs
-find "$OUT" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name logs \) -prune -exec rm -rf {} +
+SMOL=${SMOL:-results/smollm2-135m}
+COMMON=(--config results/mini-repro-smollm2/protocol.yaml --results-dir "$OUT" --seeds 0,1 --no-report --quiet)
+stamp() { mkdir -p "$OUT"; echo "$(date -u +%FT%TZ) $*" >> "$OUT/wall_times.log"; }
+
+main_rows() {   # 5 algorithms x 2 seeds, one run after another; its first run evaluates the seed-0 base model
+  stamp "main start"
+  python -m harness sweep --name main --grid algo.name=grpo,prl,frpo,raftpp,rloo "${COMMON[@]}"
+  stamp "main end"
+}
+kl_rows() {     # the GRPO run of results/smollm2-135m (no evaluation), then v2's KL placements, one run after another
+  stamp "rl-grpo-arith_word start"
+  local resume=(); [ -f "$SMOL/rl-grpo-arith_word/run.json" ] && resume=(--resume)
+  python -m harness run --algo grpo --model smollm2-135m --train-data arith_word --data.word_max_steps 1 \
+      --bench arith_word --steps 14 --rollout.prompts_per_step 8 --rollout.n 8 --rollout.temperature 0.6 \
+      --rollout.max_new_tokens 128 --rollout.dtype policy --train.lr 2e-5 --train.max_micro_batch_tokens 1024 \
+      --train.save_every 2 --engine vllm --eval.before false --eval.after false --results-dir "$SMOL" \
+      --name rl-grpo-arith_word --quiet "${resume[@]}"
+  stamp "rl-grpo-arith_word end"
+  stamp "kl start"
+  python -m harness sweep --name grpo-kl-loss --algo grpo --grid algo.kl_coef=0.001 --grid algo.kl_estimator=k3 \
+      "${COMMON[@]}"
+  python -m harness sweep --name grpo-kl-reward --algo grpo --grid algo.kl_reward_coef=0.01 \
+      --grid algo.kl_reward_estimator=k1 "${COMMON[@]}"
+  python -m harness sweep --name frpo-reverse-k3 --algo frpo --grid algo.kl_direction=reverse \
+      --grid algo.kl_estimator=k3 "${COMMON[@]}"
+  python -m harness sweep --name frpo-forward-k1 --algo frpo --grid algo.kl_direction=forward \
+      --grid algo.kl_estimator=k1 "${COMMON[@]}"
+  python -m harness sweep --name frpo-reverse-k3-baseline --algo frpo --grid algo.kl_direction=reverse \
+      --grid algo.kl_estimator=k3 --grid algo.k3_baseline=batch "${COMMON[@]}"
+  stamp "kl end"
+}
+
+prune() {       # what is committed: no checkpoints, job files, locks or job logs
+  find "$OUT" "$SMOL/rl-grpo-arith_word" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name logs \) \
+      -prune -exec rm -rf {} +
+}
+
+case "${1:-all}" in
+  main) main_rows ;;
+  kl) kl_rows ;;
+  report) bash scripts/mini_repro_smollm2_report.sh ;;
+  prune) prune ;;
+  all) main_rows & a=$!; kl_rows & b=$!; wait $a $b; bash scripts/mini_repro_smollm2_report.sh; prune ;;
+  *) echo "usage: $0 [all|main|kl|report|prune] (got '$1')" >&2; exit 2 ;;
+esac
