@@ -5,7 +5,7 @@
 #
 #   bash scripts/mini_repro_smollm2.sh          # both streams at once (one run each on a 2-core machine), then report
 #   bash scripts/mini_repro_smollm2.sh main     # one stream: the main grid (5 algorithms x 2 seeds)
-#   bash scripts/mini_repro_smollm2.sh kl       # the other: the GRPO run, then the KL placements (5 rows x 2 seeds)
+#   bash scripts/mini_repro_smollm2.sh kl       # the other: the KL placements (5 rows x 2 seeds), then the GRPO run
 #   bash scripts/mini_repro_smollm2.sh report   # tables and plots only
 #   bash scripts/mini_repro_smollm2.sh prune    # delete checkpoints, job files and logs (ends resuming: last step)
 #
@@ -24,8 +24,23 @@ main_rows() {   # 5 algorithms x 2 seeds, one run after another; its first run e
   python -m harness sweep --name main --grid algo.name=grpo,prl,frpo,raftpp,rloo "${COMMON[@]}"
   stamp "main end"
 }
-kl_rows() {     # the GRPO run of results/smollm2-135m (no evaluation), then v2's KL placements, one run after another
-  stamp "rl-grpo-arith_word start"
+kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1; then the GRPO run of results/smollm2-135m
+  stamp "kl start"
+  local seeds
+  for seeds in 0 0,1; do   # a sweep rerun with more seeds keeps its finished runs
+    python -m harness sweep --name grpo-kl-loss --algo grpo --grid algo.kl_coef=0.001 --grid algo.kl_estimator=k3 \
+        "${COMMON[@]}" --seeds $seeds
+    python -m harness sweep --name grpo-kl-reward --algo grpo --grid algo.kl_reward_coef=0.01 \
+        --grid algo.kl_reward_estimator=k1 "${COMMON[@]}" --seeds $seeds
+    python -m harness sweep --name frpo-reverse-k3 --algo frpo --grid algo.kl_direction=reverse \
+        --grid algo.kl_estimator=k3 "${COMMON[@]}" --seeds $seeds
+    python -m harness sweep --name frpo-forward-k1 --algo frpo --grid algo.kl_direction=forward \
+        --grid algo.kl_estimator=k1 "${COMMON[@]}" --seeds $seeds
+    python -m harness sweep --name frpo-reverse-k3-baseline --algo frpo --grid algo.kl_direction=reverse \
+        --grid algo.kl_estimator=k3 --grid algo.k3_baseline=batch "${COMMON[@]}" --seeds $seeds
+  done
+  stamp "kl end"
+  stamp "rl-grpo-arith_word start"   # one seed, no evaluation: a demonstration that the real-model path learns
   local resume=(); [ -f "$SMOL/rl-grpo-arith_word/run.json" ] && resume=(--resume)
   python -m harness run --algo grpo --model smollm2-135m --train-data arith_word --data.word_max_steps 1 \
       --bench arith_word --steps 14 --rollout.prompts_per_step 8 --rollout.n 8 --rollout.temperature 0.6 \
@@ -33,20 +48,7 @@ kl_rows() {     # the GRPO run of results/smollm2-135m (no evaluation), then v2'
       --train.save_every 2 --engine vllm --eval.before false --eval.after false --results-dir "$SMOL" \
       --name rl-grpo-arith_word --quiet "${resume[@]}"
   stamp "rl-grpo-arith_word end"
-  stamp "kl start"
-  python -m harness sweep --name grpo-kl-loss --algo grpo --grid algo.kl_coef=0.001 --grid algo.kl_estimator=k3 \
-      "${COMMON[@]}"
-  python -m harness sweep --name grpo-kl-reward --algo grpo --grid algo.kl_reward_coef=0.01 \
-      --grid algo.kl_reward_estimator=k1 "${COMMON[@]}"
-  python -m harness sweep --name frpo-reverse-k3 --algo frpo --grid algo.kl_direction=reverse \
-      --grid algo.kl_estimator=k3 "${COMMON[@]}"
-  python -m harness sweep --name frpo-forward-k1 --algo frpo --grid algo.kl_direction=forward \
-      --grid algo.kl_estimator=k1 "${COMMON[@]}"
-  python -m harness sweep --name frpo-reverse-k3-baseline --algo frpo --grid algo.kl_direction=reverse \
-      --grid algo.kl_estimator=k3 --grid algo.k3_baseline=batch "${COMMON[@]}"
-  stamp "kl end"
 }
-
 prune() {       # what is committed: no checkpoints, job files, locks or job logs
   find "$OUT" "$SMOL/rl-grpo-arith_word" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name logs \) \
       -prune -exec rm -rf {} +

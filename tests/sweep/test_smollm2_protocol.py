@@ -51,8 +51,8 @@ ROWS = {
 
 
 def _commands(path: Path, results: Path) -> list[list[str]]:
-    """argv of every ``python -m harness`` line of a script (continuations joined; ``COMMON``, ``$OUT``, ``$SMOL`` and
-    the optional ``--resume`` expanded)."""
+    """argv of every ``python -m harness`` line of a script (continuations joined; ``COMMON``, ``$OUT``, ``$SMOL``, the
+    optional ``--resume`` and the seed loop's last value expanded)."""
     text = path.read_text(encoding="utf-8").replace("\\\n", " ")
     common = re.search(r"^COMMON=\((.*)\)$", SCRIPT.read_text(encoding="utf-8"), re.M).group(1)
     out = []
@@ -61,7 +61,8 @@ def _commands(path: Path, results: Path) -> list[list[str]]:
         if not line.startswith("python -m harness "):
             continue
         line = (line.replace('"${COMMON[@]}"', common).replace('"${resume[@]}"', "").replace('"$OUT"', str(results))
-                .replace('"$SMOL"', str(results)).replace('"${METRICS[@]}"', "--metric avg@n"))
+                .replace('"$SMOL"', str(results)).replace('"${METRICS[@]}"', "--metric avg@n")
+                .replace("--seeds $seeds", "--seeds 0,1"))
         out.append(shlex.split(line, comments=True)[3:])
     return out
 
