@@ -50,7 +50,7 @@ kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1; th
   stamp "rl-grpo-arith_word end"
 }
 prune() {       # what is committed: no checkpoints, job files, locks or job logs
-  find "$OUT" "$SMOL/rl-grpo-arith_word" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name logs \) \
+  find "$OUT" "$SMOL" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name .locks -o -name logs \) \
       -prune -exec rm -rf {} +
 }
 
