@@ -12,6 +12,12 @@ python -m harness table "$OUT/main" --baseline grpo "${METRICS[@]}" --out "$OUT/
 KL=("$OUT"/main/runs/grpo_s* "$OUT"/main/runs/frpo_s* "$OUT"/grpo-kl-loss "$OUT"/grpo-kl-reward "$OUT"/frpo-reverse-k3
     "$OUT"/frpo-forward-k1 "$OUT"/frpo-reverse-k3-baseline)
 python -m harness table "${KL[@]}" --baseline grpo "${METRICS[@]}" --out "$OUT/report/kl"
+# v2's FRPO ablations as paired tests: direction and estimator against FRPO's default (reverse k1), and the k3
+# baseline against reverse k3 without it
+python -m harness table "$OUT"/main/runs/frpo_s* "$OUT"/frpo-reverse-k3 "$OUT"/frpo-forward-k1 --baseline frpo \
+    "${METRICS[@]}" --out "$OUT/report/frpo-kl" --no-plots
+python -m harness table "$OUT"/frpo-reverse-k3 "$OUT"/frpo-reverse-k3-baseline \
+    --baseline "frpo kl_direction=reverse kl_estimator=k3" "${METRICS[@]}" --out "$OUT/report/frpo-k3-baseline" --no-plots
 # the single GRPO run evaluates nothing: its training curves only
 python -c "import json, sys; from pathlib import Path; from harness.report.plots import plot_training
 from harness.report.runs import Run

@@ -129,11 +129,12 @@ def test_protocol_file_and_report_tables_parse():
     cfg = build_config(load_yaml(str(PROTOCOL)), ["algo.name=grpo"])
     _check_shared(cfg)
     tables = [a for a in _commands(REPORT, Path("/tmp/x")) if a[0] == "table"]
-    assert len(tables) == 2
+    assert len(tables) == 4
     metrics = re.search(r"^METRICS=\(--metric (\S+)\)", REPORT.read_text(encoding="utf-8"), re.M).group(1)
     from harness.report.tables import parse_metrics
 
     parsed = parse_metrics(metrics.split(","))
     assert len(parsed) == 6
-    for argv in tables:
-        assert _parse(argv).baseline == "grpo"
+    baselines = [_parse(argv).baseline for argv in tables]
+    assert baselines == ["grpo", "grpo", "frpo", "frpo kl_direction=reverse kl_estimator=k3"]
+    assert set(baselines) <= set(ROWS)   # each names a row the script trains
