@@ -23,6 +23,7 @@ main_rows() {   # 5 algorithms x 2 seeds, one run after another; its first run e
   stamp "main start"
   python -m harness sweep --name main --grid algo.name=grpo,prl,frpo,raftpp,rloo "${COMMON[@]}"
   stamp "main end"
+  python -m harness sweep --status "$OUT/main"   # what finished, and where
 }
 kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1; then the GRPO run of results/smollm2-135m
   stamp "kl start"
@@ -48,6 +49,10 @@ kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1; th
       --train.save_every 2 --engine vllm --eval.before false --eval.after false --results-dir "$SMOL" \
       --name rl-grpo-arith_word --quiet "${resume[@]}"
   stamp "rl-grpo-arith_word end"
+  for name in grpo-kl-loss grpo-kl-reward frpo-reverse-k3 frpo-forward-k1 frpo-reverse-k3-baseline; do
+    python -m harness sweep --status "$OUT/$name"   # what finished, and where
+  done
+  echo "single GRPO run: $SMOL/rl-grpo-arith_word (train/metrics.jsonl)"
 }
 prune() {       # what is committed: no checkpoints, job files, locks or job logs
   find "$OUT" "$SMOL" -type d \( -name checkpoint -o -name submitit -o -name locks -o -name .locks -o -name logs \) \
