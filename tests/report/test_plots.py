@@ -120,7 +120,7 @@ def test_a_metric_that_is_zero_everywhere_keeps_its_axis():
     from harness.report.plots.common import zero_axis
 
     fig = Figure()
-    flat, varied, empty = fig.add_subplot(131), fig.add_subplot(132), fig.add_subplot(133)
+    flat, varied, empty, tiny = (fig.add_subplot(141 + i) for i in range(4))
     flat.plot([1, 2, 4], [0.0, 0.0, 0.0])
     zero_axis(flat, [0.0, 0.0, 0.0, float("nan")])
     varied.plot([1, 2], [0.0, 5.0])
@@ -128,3 +128,6 @@ def test_a_metric_that_is_zero_everywhere_keeps_its_axis():
     zero_axis(empty, [], top=1.0)
     assert flat.get_ylim() == (0.0, 100.0)                 # not matplotlib's (-0.055, 0.055)
     assert varied.get_ylim()[1] < 10 and empty.get_ylim() == (0.0, 1.0)   # data decide; an empty panel untouched
+    tiny.plot([1, 2], [3e-11, 4e-11])
+    zero_axis(tiny, [3e-11, 4e-11], top=1.0)
+    assert tiny.get_ylim()[1] < 1e-10                     # a tiny real value is not drawn as a flat 0 on [0, 1]
