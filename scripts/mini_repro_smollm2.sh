@@ -17,25 +17,20 @@ export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB of KV cache pe
 OUT=${OUT:-results/mini-repro-smollm2}
 SMOL=${SMOL:-results/smollm2-135m}
 COMMON=(--config results/mini-repro-smollm2/protocol.yaml --results-dir "$OUT" --seeds 0,1 --no-report --quiet)
-stamp() { mkdir -p "$OUT"; echo "$(date -u +%FT%TZ) $*" >> "$OUT/wall_times.log"; }
 
 main_rows() {   # 5 algorithms x 2 seeds, one run after another (the first evaluates the base model); then the GRPO run
-  stamp "main start"
   python -m harness sweep --name main --grid algo.name=grpo,prl,frpo,raftpp,rloo "${COMMON[@]}"
-  stamp "main end"
-  stamp "rl-grpo-arith_word start"   # one seed, no evaluation: a demonstration that the real-model path learns
+  # one seed, no evaluation: a demonstration that the real-model path learns
   local resume=(); [ -f "$SMOL/rl-grpo-arith_word/run.json" ] && resume=(--resume)
   python -m harness run --algo grpo --model smollm2-135m --train-data arith_word --data.word_max_steps 1 \
       --bench arith_word --steps 14 --rollout.prompts_per_step 8 --rollout.n 8 --rollout.temperature 0.6 \
       --rollout.max_new_tokens 128 --rollout.dtype policy --train.lr 2e-5 --train.max_micro_batch_tokens 1024 \
       --train.save_every 2 --engine vllm --eval.before false --eval.after false --results-dir "$SMOL" \
       --name rl-grpo-arith_word --quiet "${resume[@]}"
-  stamp "rl-grpo-arith_word end"
   python -m harness sweep --status "$OUT/main"   # what finished, and where
   echo "single GRPO run: $SMOL/rl-grpo-arith_word (train/metrics.jsonl)"
 }
 kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1
-  stamp "kl start"
   local seeds
   for seeds in 0 0,1; do   # a sweep rerun with more seeds keeps its finished runs
     python -m harness sweep --name grpo-kl-loss --algo grpo --grid algo.kl_coef=0.001 --grid algo.kl_estimator=k3 \
@@ -49,7 +44,6 @@ kl_rows() {     # v2's KL placements, seed 0 of every row first, then seed 1
     python -m harness sweep --name frpo-reverse-k3-baseline --algo frpo --grid algo.kl_direction=reverse \
         --grid algo.kl_estimator=k3 --grid algo.k3_baseline=batch "${COMMON[@]}" --seeds $seeds
   done
-  stamp "kl end"
   for name in grpo-kl-loss grpo-kl-reward frpo-reverse-k3 frpo-forward-k1 frpo-reverse-k3-baseline; do
     python -m harness sweep --status "$OUT/$name"   # what finished, and where
   done
